@@ -1,0 +1,144 @@
+"""`ganlab`: one thin command per pipeline stage (what dvc.yaml calls), plus `ui`.
+
+Heavy imports (torch, mlflow) happen inside the commands so `ganlab --help` is instant.
+Every command validates params.yaml first; a user error prints one line and exits 2
+before any output is touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    help="ganlab: a reproducible laboratory for generative adversarial networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to read")
+
+
+def _errors_as_one_line(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ganlab.util import GanlabError
+
+        try:
+            return fn(*args, **kwargs)
+        except GanlabError as e:
+            typer.echo(f"ganlab: error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _setup(params_path: Path, variant: str | None = None):
+    from ganlab.params import load_params
+
+    params = load_params(params_path)
+    if variant is not None:
+        params.variant(variant)  # unknown variant -> error listing the known ones
+    import torch
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return params
+
+
+@app.command()
+@_errors_as_one_line
+def prepare(params_path: Path = PARAMS) -> None:
+    """Load the dataset named in params and write data/prepared/{train,test}.npz."""
+    params = _setup(params_path)
+    from ganlab.prepare import run_prepare
+    from ganlab.tracking import client
+
+    meta = run_prepare(params)
+    client()  # create/upgrade the MLflow store now, before parallel stages could race on it
+    typer.echo(f"prepare: {meta['n_train']} train / {meta['n_test']} test images "
+               f"of {meta['dataset']} {tuple(meta['image_shape'])} in data/prepared/")
+
+
+@app.command()
+@_errors_as_one_line
+def judge(params_path: Path = PARAMS) -> None:
+    """Train the judge classifier; write its accuracy and the real-vs-real floor."""
+    params = _setup(params_path)
+    from ganlab.judge import run_judge
+
+    m = run_judge(params)
+    typer.echo(f"judge: held-out accuracy {m['judge_test_accuracy']:.4f}; "
+               f"floor fid_judge {m['fid_judge']:.3f}")
+
+
+@app.command()
+@_errors_as_one_line
+def train(variant: str, params_path: Path = PARAMS) -> None:
+    """Train VARIANT (resumes from its checkpoint if one for the same config exists)."""
+    params = _setup(params_path, variant)
+    from ganlab.train import run_train
+
+    run_train(params, variant, echo=typer.echo)
+
+
+@app.command()
+@_errors_as_one_line
+def sample(variant: str, params_path: Path = PARAMS) -> None:
+    """Write VARIANT's sample grid, evaluation samples and latent interpolation."""
+    params = _setup(params_path, variant)
+    from ganlab.sample import run_sample
+
+    run_sample(params, variant, echo=typer.echo)
+
+
+@app.command()
+@_errors_as_one_line
+def evaluate(variant: str, params_path: Path = PARAMS) -> None:
+    """Score VARIANT's samples in the judge's feature space; log into its MLflow run."""
+    params = _setup(params_path, variant)
+    from ganlab.evaluate import run_evaluate
+
+    run_evaluate(params, variant, echo=typer.echo)
+
+
+@app.command()
+@_errors_as_one_line
+def report(params_path: Path = PARAMS) -> None:
+    """Write metrics/report.md comparing every variant with the real-data floor."""
+    params = _setup(params_path)
+    from ganlab.report import run_report
+    from ganlab.tracking import tracking_uri
+
+    run_report(params, echo=typer.echo)
+    typer.echo(f"MLflow store: {tracking_uri()}  (browse: ganlab ui)")
+
+
+@app.command()
+@_errors_as_one_line
+def ui(
+    port: int = typer.Option(5000, help="port on 127.0.0.1"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the command only"),
+) -> None:
+    """Open the MLflow UI on the project's store, bound to 127.0.0.1."""
+    from ganlab.tracking import artifact_root, tracking_uri
+
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+           "--default-artifact-root", artifact_root(), "--host", "127.0.0.1",
+           "--port", str(port)]
+    typer.echo(f"MLflow UI: http://127.0.0.1:{port}  (store {tracking_uri()})")
+    if dry_run:
+        typer.echo(" ".join(cmd))
+        return
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.execv(sys.executable, cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

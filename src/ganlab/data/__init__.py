@@ -1,0 +1,1 @@
+"""Datasets: the embedded MNIST, torchvision sets and generated toy mixtures."""

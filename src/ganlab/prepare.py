@@ -1,0 +1,31 @@
+"""Stage `prepare`: the dataset named in params -> data/prepared/{train,test}.npz + meta.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ganlab.data.images import load_dataset, save_split
+from ganlab.params import Params
+from ganlab.util import file_sha256, write_json
+
+PREPARED = Path("data/prepared")
+
+
+def run_prepare(params: Params, out_dir: Path = PREPARED) -> dict:
+    train, test = load_dataset(params.dataset, params.seed)  # all reading before any writing
+    save_split(out_dir / "train.npz", train)
+    save_split(out_dir / "test.npz", test)
+    meta = {
+        "dataset": params.dataset.name,
+        "image_shape": list(train.images.shape[1:]),
+        "num_classes": int(max(train.labels.max(), test.labels.max()) + 1),
+        "n_train": int(len(train.labels)),
+        "n_test": int(len(test.labels)),
+        "train_class_counts": np.bincount(train.labels).tolist(),
+        "train_sha256": file_sha256(out_dir / "train.npz"),
+        "test_sha256": file_sha256(out_dir / "test.npz"),
+    }
+    write_json(out_dir / "meta.json", meta)
+    return meta

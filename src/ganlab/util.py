@@ -1,0 +1,95 @@
+"""Small shared helpers: atomic writes, seeding, devices, project root."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+class GanlabError(Exception):
+    """A user-facing error: printed as one line, exit code 2, nothing written."""
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project root, where dvc.yaml lives.
+
+    Queued `dvc exp run` jobs execute in a temporary clone under
+    `<root>/.dvc/tmp/exps/...`; DVC exports that clone as DVC_ROOT. Anything that must
+    outlive the experiment (the MLflow store) has to be anchored on the real project,
+    so a root inside `.dvc/tmp/exps` is mapped back to the repository that holds it.
+    """
+    env_root = os.environ.get("DVC_ROOT")
+    root = Path(env_root) if env_root else None
+    if root is None:
+        here = (start or Path.cwd()).resolve()
+        for cand in [here, *here.parents]:
+            if (cand / "dvc.yaml").exists():
+                root = cand
+                break
+        else:
+            root = here
+    root = root.resolve()
+    parts = root.parts
+    for i in range(len(parts) - 3):
+        if parts[i] == ".dvc" and parts[i + 1] == "tmp" and parts[i + 2] == "exps":
+            return Path(*parts[:i])
+    return root
+
+
+@contextmanager
+def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: Path | str, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: Path | str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any tuple of values (seed, variant name, epoch...).
+
+    Python's hash() is salted per process, so a stable digest is used instead.
+    """
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GanlabError(f"device: '{name}' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
