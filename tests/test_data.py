@@ -97,3 +97,10 @@ def test_limit_keeps_classes_balanced():
 def test_missing_prepared_file_names_it(tmp_path):
     with pytest.raises(GanlabError, match="train.npz: prepared data not found"):
         load_split(tmp_path / "train.npz")
+
+
+def test_prepared_order_is_mixed_so_contiguous_chunks_hold_every_class():
+    # IS splits and held-out halves take contiguous chunks: a class-sorted file breaks them.
+    _, te = load_embedded_mnist(0.2, seed=0)
+    for chunk in np.array_split(te.labels, 10):
+        assert len(np.unique(chunk)) >= 8

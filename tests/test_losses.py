@@ -138,3 +138,17 @@ def test_instance_noise_anneals_to_zero():
     assert instance_noise_std(0.5, "exponential", 0.1, 0.1) == pytest.approx(0.25)
     assert instance_noise_std(0.5, "exponential", 1.0, 0.1) == 0.0
     assert instance_noise_std(0.0, "linear", 0.3, 0.1) == 0.0
+
+
+def test_sigma_tracker_matches_svd():
+    from ganlab.nets import SigmaTracker, largest_singular_value
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(50, 40), nn.LeakyReLU(), nn.Linear(40, 1))
+    tracker = SigmaTracker()
+    assert tracker.estimate(net) == pytest.approx(largest_singular_value(net), rel=1e-3)
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)  # a moved weight: the warm start still converges
+    for _ in range(3):
+        est = tracker.estimate(net)
+    assert est == pytest.approx(largest_singular_value(net), rel=1e-3)

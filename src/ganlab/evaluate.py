@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganlab.data.images import Split, load_split, to_unit_range
+from ganlab.data.images import Split, load_meta, load_split, to_unit_range
 from ganlab.params import Params
 from ganlab.util import GanlabError, derive_seed, resolve_device, write_json
 
@@ -78,7 +78,7 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepa
         # When DVC restored the model from its run cache, this is the run that trained it.
         echo(f"evaluate {variant}: logging into MLflow run {run_id} (the run that trained it)")
     else:
-        meta = json.loads((data_dir / "meta.json").read_text())
+        meta = load_meta(data_dir)
         tags = tracking.run_tags(variant, meta["train_sha256"])
         tags["note"] = f"training run {run_id} is not in this MLflow store (restored by DVC)"
         run_id = tracking.start_run(variant, {"variant": variant}, tags)

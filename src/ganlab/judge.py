@@ -3,14 +3,13 @@ and compute the real-vs-real floor (held-out test images scored against train)."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganlab.data.images import load_split, to_unit_range
+from ganlab.data.images import load_meta, load_split, to_unit_range
 from ganlab.nets.judge import Judge, JudgeExtractor
 from ganlab.params import Params
 from ganlab.util import atomic_path, derive_seed, resolve_device, write_json
@@ -38,7 +37,7 @@ def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.T
 def train_judge(params: Params, data_dir: Path, device: torch.device) -> tuple[Judge, float]:
     train = load_split(data_dir / "train.npz")
     test = load_split(data_dir / "test.npz")
-    meta = json.loads((data_dir / "meta.json").read_text())
+    meta = load_meta(data_dir)
     x, y = to_unit_range(train.images).to(device), torch.from_numpy(train.labels).to(device)
     torch.manual_seed(derive_seed(params.seed, "judge", "init"))
     judge = Judge(train.images.shape[1], meta["num_classes"]).to(device)

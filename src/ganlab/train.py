@@ -30,15 +30,20 @@ from ganlab.losses import (
     instance_noise_std,
     r1_penalty,
 )
-from ganlab.nets import build_gan, largest_singular_value
+from ganlab.nets import SigmaTracker, build_gan
 from ganlab.params import Params, TrainParams, flatten
-from ganlab.util import atomic_path, derive_seed
+from ganlab.util import GanlabError, atomic_path, derive_seed
 
 
 def make_optimizer(p: TrainParams, params, lr: float) -> torch.optim.Optimizer:
+    # fused kernels (one pass over all parameters) where this torch build has them for
+    # the device; the foreach (multi-tensor) path otherwise. Same update rule either way.
     params = list(params)
     if p.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=p.betas, foreach=True)
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=p.betas, fused=True)
+        except (RuntimeError, TypeError):
+            return torch.optim.Adam(params, lr=lr, betas=p.betas, foreach=True)
     if p.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, foreach=True)
     return torch.optim.SGD(params, lr=lr, foreach=True)
@@ -74,6 +79,9 @@ class GanTrainer:
         self.device = device
         self.real = real.to(device)
         self.image_shape = tuple(real.shape[1:])
+        # The saturating loss drives gradients into the denormal range, where x86 float
+        # arithmetic is ~10x slower (measured: minimax 10-14 s/epoch vs 2.1 s flushed).
+        torch.set_flush_denormal(True)
         torch.manual_seed(derive_seed(params.seed, variant, "init"))
         self.g, self.d = build_gan(p, self.image_shape)
         self.g.to(device)
@@ -84,9 +92,10 @@ class GanTrainer:
         if self.ema is not None:
             self.ema.requires_grad_(False)
         self.loss = build_loss(p.loss, p.ls_targets)
+        self.sigma = SigmaTracker()
         self.steps_per_epoch = len(real) // p.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(
+            raise GanlabError(
                 f"variants.{variant}.batch_size: {p.batch_size} is larger than the "
                 f"{len(real)} training images"
             )
@@ -184,7 +193,7 @@ class GanTrainer:
                 }
                 row = {"step": float(state.g_step), "epoch": float(epoch + (i + 1) / self.steps_per_epoch)}
                 row.update({k: float(v) for k, v in pending.items()})  # the one sync per log
-                row["sigma_max"] = largest_singular_value(self.d)
+                row["sigma_max"] = self.sigma.estimate(self.d)
                 if p.instance_noise.std > 0:
                     row["noise_std"] = noise_std
                 rows.append(row)
@@ -204,6 +213,7 @@ class GanTrainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "sigma_vectors": dict(self.sigma.vectors),  # so resumed diagnostics match too
             "state": state.__dict__,
         }
 
@@ -214,6 +224,7 @@ class GanTrainer:
             self.ema.load_state_dict(ckpt["ema"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.sigma.vectors = dict(ckpt.get("sigma_vectors", {}))
         return TrainState(**ckpt["state"])
 
 
@@ -265,12 +276,12 @@ def run_train(params: Params, variant: str, data_dir: Path = Path("data/prepared
     from tqdm import tqdm
 
     from ganlab import tracking
-    from ganlab.data.images import load_split, to_unit_range
+    from ganlab.data.images import load_meta, load_split, to_unit_range
     from ganlab.util import resolve_device, write_json
 
     p = params.variant(variant)
     device = resolve_device(params.device)
-    meta = json.loads((data_dir / "meta.json").read_text())
+    meta = load_meta(data_dir)
     split = load_split(data_dir / "train.npz")
     trainer = GanTrainer(params, variant, to_unit_range(split.images), device)
     cfg = config_hash(p, params.seed, meta["train_sha256"])

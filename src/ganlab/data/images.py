@@ -38,7 +38,10 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
         n_test = int(round(len(idx) * test_fraction))
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    # Shuffled, not sorted: class-sorted files make every contiguous chunk one class
+    # (Inception Score splits, held-out halves, KID subsets would all be single-digit).
+    tr, te = np.concatenate(train_idx), np.concatenate(test_idx)
+    return tr[rng.permutation(len(tr))], te[rng.permutation(len(te))]
 
 
 def stratified_limit(split: Split, limit: int, seed: int) -> Split:
@@ -133,6 +136,15 @@ def load_split(path: Path | str) -> Split:
         raise GanlabError(f"{path}: prepared data not found (run `ganlab prepare` first)")
     with np.load(path) as z:
         return Split(z["images"], z["labels"])
+
+
+def load_meta(data_dir: Path | str) -> dict:
+    import json
+
+    path = Path(data_dir) / "meta.json"
+    if not path.exists():
+        raise GanlabError(f"{path}: prepared data not found (run `ganlab prepare` first)")
+    return json.loads(path.read_text())
 
 
 def to_unit_range(images: np.ndarray):

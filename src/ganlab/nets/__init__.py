@@ -48,3 +48,32 @@ def largest_singular_value(module: nn.Module) -> float:
             w = m.weight.flatten(1)
             best = max(best, float(torch.linalg.matrix_norm(w, ord=2)))
     return best
+
+
+class SigmaTracker:
+    """Largest singular value over D's linear/conv weights, by power iteration warm-started
+    from the previous call's vectors: as exact as an SVD once converged (the weights move
+    little between log steps) at a few matrix-vector products instead of an SVD per layer."""
+
+    def __init__(self, iters: int = 10):
+        self.iters = iters
+        self.vectors: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def estimate(self, module: nn.Module) -> float:
+        best = 0.0
+        for i, m in enumerate(x for x in module.modules() if isinstance(x, nn.Linear | nn.Conv2d)):
+            w = m.weight.flatten(1)
+            v = self.vectors.get(i)
+            if v is None or v.shape[0] != w.shape[1]:
+                gen = torch.Generator().manual_seed(i)
+                v = torch.randn(w.shape[1], generator=gen).to(w)
+                iters = self.iters * 5
+            else:
+                iters = self.iters
+            for _ in range(iters):
+                v = w.T @ (w @ v)
+                v = v / v.norm().clamp_min(1e-12)
+            self.vectors[i] = v
+            best = max(best, float((w @ v).norm()))
+        return best
