@@ -124,12 +124,55 @@ def ganlab_params(name: str):
     return parse_params(raw)
 
 
+@dataclass(frozen=True)
+class TorchModes:
+    """Process-wide torch switches that change speed. `ganlab train` runs with some of them
+    on (cli._setup, GanTrainer's constructor); the tutorial runs with torch's defaults.
+    Each side gets its own before each of its epochs, since they share one process."""
+
+    deterministic: bool
+    warn_only: bool
+    fill_uninitialized_memory: bool
+    flush_denormal: bool
+
+    @classmethod
+    def current(cls) -> TorchModes:
+        # torch has no getter for flush-denormal: a denormal times one reads 0 when it is on.
+        ftz = float(torch.tensor([1e-39], dtype=torch.float32) * 1.0) == 0.0
+        return cls(torch.are_deterministic_algorithms_enabled(),
+                   torch.is_deterministic_algorithms_warn_only_enabled(),
+                   bool(torch.utils.deterministic.fill_uninitialized_memory), ftz)
+
+    def apply(self) -> None:
+        torch.use_deterministic_algorithms(self.deterministic, warn_only=self.warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = self.fill_uninitialized_memory
+        torch.set_flush_denormal(self.flush_denormal)
+
+
+TORCH_DEFAULTS = TorchModes.current()  # before anything from ganlab has run
+_GANLAB_MODES: list[TorchModes] = []
+
+
+def ganlab_modes() -> TorchModes:
+    """The switches a `ganlab train` process ends up with, read off the real code paths
+    (so changes there show up here) and then undone."""
+    if not _GANLAB_MODES:
+        from ganlab.cli import _setup
+        from ganlab.data.images import to_unit_range
+        from ganlab.train import GanTrainer
+
+        _setup(REPO / "params.yaml")
+        real = to_unit_range(np.zeros((64, *IMAGE_SHAPE), dtype=np.uint8))
+        GanTrainer(ganlab_params("mlp_b64"), "mlp_b64", real, torch.device("cpu"))
+        _GANLAB_MODES.append(TorchModes.current())
+        TORCH_DEFAULTS.apply()
+    return _GANLAB_MODES[0]
+
+
 def make_trainer(name: str, real: torch.Tensor):
     from ganlab.train import GanTrainer
 
-    # `ganlab train` turns this on in cli._setup; mirror it so the ganlab side runs with
-    # the kernels the pipeline gets (the baseline turns it back off).
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    ganlab_modes().apply()
     return GanTrainer(ganlab_params(name), name, real, torch.device("cpu"))
 
 
@@ -219,7 +262,6 @@ class Baseline:
     def __init__(self, name: str, images: np.ndarray, labels: np.ndarray):
         from ganlab.nets import build_gan
 
-        torch.use_deterministic_algorithms(False)
         self.p = p = ganlab_params(name).variants[name]
         torch.manual_seed(0)
         np.random.seed(0)
@@ -241,6 +283,7 @@ class Baseline:
 
     def run_epoch(self, max_steps: int | None = None) -> int:
         """One pass over the loader; returns the real images D consumed."""
+        TORCH_DEFAULTS.apply()
         step = self.bce_step if not self.critic else self.wgan_gp_step
         seen = 0
         for i, (imgs, _) in enumerate(self.loader):
@@ -345,6 +388,7 @@ def flops_per_image(name: str, tr) -> tuple[float, float]:
     n = p.batch_size * p.n_critic  # exactly one iteration's worth of images
     real = to_unit_range(tr.images[:n])
     trainer = make_trainer(name, real)
+    ganlab_modes().apply()
     g_flops = count_flops(lambda: trainer.run_epoch(TrainState()))
     base = Baseline(name, tr.images[:n], tr.labels[:n])
     b_flops = count_flops(base.run_epoch)
@@ -363,23 +407,18 @@ def time_training(name: str, tr, sizes: Sizes) -> dict:
     base = Baseline(name, images, labels)
 
     def ganlab_epoch() -> int:
-        torch.use_deterministic_algorithms(True, warn_only=True)  # as `ganlab train` runs
+        ganlab_modes().apply()
         trainer.run_epoch(state)
         return trainer.steps_per_epoch * p.batch_size
 
-    def baseline_epoch() -> int:
-        torch.use_deterministic_algorithms(False)
-        return base.run_epoch()
-
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    ganlab_modes().apply()
     ganlab_warm_up(trainer, state, sizes.warm_iters)
-    torch.use_deterministic_algorithms(False)
     base.run_epoch(max_steps=sizes.warm_iters * p.n_critic)
     # Alternate the sides epoch by epoch, so a slow spell on a shared machine hits both.
     times: dict[str, list[float]] = {"ganlab": [], "baseline": []}
     seen = {"ganlab": 0, "baseline": 0}
     for _ in range(sizes.reps):
-        for side, epoch in (("ganlab", ganlab_epoch), ("baseline", baseline_epoch)):
+        for side, epoch in (("ganlab", ganlab_epoch), ("baseline", base.run_epoch)):
             t0 = time.perf_counter()
             seen[side] = epoch()
             times[side].append(time.perf_counter() - t0)
@@ -440,6 +479,7 @@ def child_eval(spec: dict) -> dict:
     tr, te = load_images(spec["data"])
     train, heldout = tr.images[: spec["n_ref"]], te.images[: spec["n_heldout"]]
     train_labels = tr.labels[: spec["n_ref"]]
+    ganlab_modes().apply()  # `ganlab evaluate` goes through the same cli._setup
     torch.manual_seed(0)
     # Untrained nets: the cost of features and metrics does not depend on the weights.
     extractor = JudgeExtractor(Judge(), torch.device("cpu"))
@@ -723,6 +763,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "numpy": np.__version__, "sections": sorted(sections),
         "sizes": asdict(sizes),
     }}
+    if sections & {"train", "eval", "scaling"}:
+        res["meta"]["torch_modes"] = {"ganlab": asdict(ganlab_modes()),
+                                      "baseline": asdict(TORCH_DEFAULTS)}
     t_start = time.perf_counter()
     took: dict[str, float] = {}
     res["meta"]["section_seconds"] = took

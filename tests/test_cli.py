@@ -83,7 +83,8 @@ def test_missing_torchvision_dataset_is_one_line(project):
 
 def test_unknown_variant_lists_known_ones(project):
     root, *_ = project
-    _one_line_error(run(["train", "nope"], root), "variant 'nope' is not in params.yaml variants: minimax, gan")
+    _one_line_error(run(["train", "nope"], root),
+                    "variant 'nope' is not in params.yaml variants: minimax, gan")
 
 
 def test_ui_binds_to_localhost_on_the_project_store(project):

@@ -51,6 +51,9 @@ def project(tmp_path_factory):
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
     out = sh(["dvc", "repro"], root)
+    # what DVC asks a user to do after a repro: track the lock (the baseline for `dvc exp`)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], root)
     return root, out
 
 

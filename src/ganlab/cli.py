@@ -122,6 +122,30 @@ def report(params_path: Path = PARAMS) -> None:
 
 @app.command()
 @_errors_as_one_line
+def theory(
+    params_path: Path = PARAMS,
+    out: Path = typer.Option(Path("metrics/theory"), help="output folder"),
+    quick: bool = typer.Option(False, help="fewer training steps (for tests)"),
+) -> None:
+    """The divergence lab: check D*, max_D V = -log 4 + 2 JSD, and the vanishing gradient."""
+    params = _setup(params_path)
+    from ganlab.theory import run_theory
+    from ganlab.tracking import log_artifacts, log_metrics, set_terminated, start_run
+
+    m = run_theory(out, seed=params.seed, quick=quick)
+    run_id = start_run("theory", {"seed": params.seed, "quick": quick}, {"variant": "theory"})
+    log_metrics(run_id, [{"step": 0, **m}])
+    log_artifacts(run_id, sorted(out.glob("*.png")), "theory")
+    set_terminated(run_id)
+    typer.echo(f"theory: |D_trained - D*| max {m['dstar_max_abs_err']:.4f}; "
+               f"identity max diff {m['identity_max_abs_diff']:.2e}; "
+               f"JSD at max shift {m['jsd_at_max_shift']:.6f} (log 2 = 0.693147); "
+               f"saturating/non-saturating final gradient "
+               f"{m['grad_saturating_final']:.2e}/{m['grad_nonsaturating_final']:.2e}")
+
+
+@app.command()
+@_errors_as_one_line
 def ui(
     port: int = typer.Option(5000, help="port on 127.0.0.1"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the command only"),

@@ -18,9 +18,27 @@ from ganlab.params import Params
 from ganlab.util import GanlabError, derive_seed, resolve_device, write_json
 
 
+def inception_extractor(params: Params, device: torch.device):
+    """torchvision's Inception-v3 from the local weights file named in params, or None."""
+    path = params.evaluate.inception_weights
+    if not path:
+        return None
+    from ganlab.metrics.features import InceptionExtractor
+
+    try:
+        return InceptionExtractor.from_weights_file(path, device=str(device))
+    except (FileNotFoundError, ValueError) as e:
+        raise GanlabError(f"evaluate.inception_weights: {e}") from None
+
+
 def score_images(params: Params, extractor, images: torch.Tensor, train: Split, test: Split,
-                 seed_key: str, is_floor: bool = False) -> dict[str, float]:
-    """All metrics of `images` (in [-1, 1]) against the train split, in `extractor` space."""
+                 seed_key: str, is_floor: bool = False, pixel_and_class: bool = True
+                 ) -> dict[str, float]:
+    """All metrics of `images` (in [-1, 1]) against the train split, in `extractor` space.
+
+    Pixel-space memorisation and the digit-class histogram do not depend on the feature
+    extractor; `pixel_and_class=False` skips them for a second extractor (Inception).
+    """
     from ganlab.metrics import compute_all, memorisation
 
     ep = params.evaluate
@@ -28,26 +46,36 @@ def score_images(params: Params, extractor, images: torch.Tensor, train: Split, 
     ref_feats, _ = extractor(to_unit_range(train.images))
     num_classes = int(train.labels.max() + 1)
     seed = derive_seed(params.seed, seed_key) % (2**31)
-    flat = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), -1)  # noqa: E731
+    as64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
     metrics = compute_all(
-        gen_feats.numpy().astype(np.float64), gen_probs.numpy().astype(np.float64),
-        ref_feats.numpy().astype(np.float64), None,
-        extractor=extractor.name, num_classes=num_classes,
+        as64(gen_feats), as64(gen_probs), as64(ref_feats), None,
+        extractor=extractor.name, num_classes=num_classes if pixel_and_class else None,
         reference_counts=np.bincount(train.labels, minlength=num_classes),
         kid_subsets=ep.kid_subsets, kid_subset_size=ep.kid_subset_size,
         is_splits=ep.is_splits, k_pr=ep.k_pr, k_dc=ep.k_dc, seed=seed,
     )
-    train_px = flat(train.images) / 127.5 - 1
-    if is_floor:
-        # Held-out images are their own nearest held-out neighbour; score half of them
-        # against the other half so the floor's memorisation numbers mean the same thing.
-        half = len(test.labels) // 2
+    if pixel_and_class:
+        flat = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), -1)  # noqa: E731
+        train_px = flat(train.images) / 127.5 - 1
         test_px = flat(test.images) / 127.5 - 1
-        metrics.update(memorisation(test_px[:half], train_px, test_px[half:], seed=seed))
-    else:
-        gen_px = flat(images.numpy())
-        metrics.update(memorisation(gen_px, train_px, flat(test.images) / 127.5 - 1, seed=seed))
+        if is_floor:
+            # Held-out images are their own nearest held-out neighbour; score half of them
+            # against the other half so the floor's memorisation numbers mean the same thing.
+            half = len(test.labels) // 2
+            metrics.update(memorisation(test_px[:half], train_px, test_px[half:], seed=seed))
+        else:
+            metrics.update(memorisation(flat(images.numpy()), train_px, test_px, seed=seed))
     return {k: round(float(v), 6) for k, v in metrics.items()}
+
+
+def score_all_extractors(params: Params, judge_ext, inception_ext, images: torch.Tensor,
+                         train: Split, test: Split, seed_key: str, is_floor: bool = False) -> dict:
+    metrics = score_images(params, judge_ext, images, train, test, seed_key, is_floor)
+    if inception_ext is not None:
+        extra = score_images(params, inception_ext, images, train, test, seed_key, is_floor,
+                             pixel_and_class=False)
+        metrics.update({k: v for k, v in extra.items() if "inception" in k})
+    return metrics
 
 
 def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepared"),
@@ -58,6 +86,7 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepa
 
     params.variant(variant)
     device = resolve_device(params.device)
+    inception = inception_extractor(params, device)  # a bad weights path fails before work
     samples_path = Path("samples") / variant / "samples.npz"
     if not samples_path.exists():
         raise GanlabError(f"{samples_path}: samples not found (run `ganlab sample {variant}`)")
@@ -70,7 +99,8 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepa
         samples = z["images"]
     n = min(params.evaluate.n_samples, len(test.labels), len(samples))
     ext = JudgeExtractor(load_judge(device=device), device)
-    metrics = score_images(params, ext, to_unit_range(samples[:n]), train, test, variant)
+    metrics = score_all_extractors(params, ext, inception, to_unit_range(samples[:n]),
+                                   train, test, variant)
     write_json(Path("metrics/eval") / f"{variant}.json", metrics)
 
     run_id = tracking.read_run_file(run_file)

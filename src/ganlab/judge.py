@@ -75,7 +75,10 @@ def load_judge(path: Path = JUDGE_PATH, device: torch.device | None = None) -> J
 
 
 def run_judge(params: Params, data_dir: Path = Path("data/prepared")) -> dict:
+    from ganlab.evaluate import inception_extractor
+
     device = resolve_device(params.device)
+    inception = inception_extractor(params, device)  # a bad weights path fails before work
     judge, acc = train_judge(params, data_dir, device)
     blob = {
         "state_dict": judge.cpu().state_dict(),
@@ -84,22 +87,24 @@ def run_judge(params: Params, data_dir: Path = Path("data/prepared")) -> dict:
     }
     with atomic_path(JUDGE_PATH, suffix=".pt") as tmp:
         torch.save(blob, tmp)
-    floor = real_floor(params, judge, data_dir, device)
+    floor = real_floor(params, judge, inception, data_dir, device)
     metrics = {"judge_test_accuracy": round(acc, 6)}
     write_json(Path("metrics/judge.json"), metrics)
     write_json(Path("metrics/floor.json"), floor)
     return {**metrics, **floor}
 
 
-def real_floor(params: Params, judge: Judge, data_dir: Path, device: torch.device) -> dict:
+def real_floor(params: Params, judge: Judge, inception, data_dir: Path,
+               device: torch.device) -> dict:
     """Every evaluation metric for held-out real images against the train split: the best a
     generator can be expected to score with this many samples in this feature space."""
-    from ganlab.evaluate import score_images
+    from ganlab.evaluate import score_all_extractors
 
     train = load_split(data_dir / "train.npz")
     test = load_split(data_dir / "test.npz")
     ext = JudgeExtractor(judge, device)
-    return score_images(params, ext, to_unit_range(test.images), train, test, seed_key="floor")
+    return score_all_extractors(params, ext, inception, to_unit_range(test.images), train, test,
+                                seed_key="floor", is_floor=True)
 
 
 def judge_features(judge: Judge, images: np.ndarray, device: torch.device):

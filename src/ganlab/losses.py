@@ -133,15 +133,16 @@ def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def clip_weights(module: torch.nn.Module, c: float) -> float:
-    """Clip every parameter to [-c, c] (WGAN); returns the fraction that was clipped."""
-    clipped = 0
-    total = 0
-    for p in module.parameters():
-        clipped += int((p.abs() > c).sum())
-        total += p.numel()
-        p.clamp_(-c, c)
-    return clipped / max(total, 1)
+def clip_weights(module: torch.nn.Module, c: float, count: bool = True) -> Tensor | None:
+    """Clip every parameter to [-c, c] (WGAN). With `count`, also return the fraction that
+    was outside (as a tensor: reading it is a host sync, left to the caller's log step)."""
+    params = list(module.parameters())
+    outside = None
+    if count:
+        outside = sum((p.abs() > c).sum() for p in params) / sum(p.numel() for p in params)
+    torch._foreach_clamp_min_(params, -c)
+    torch._foreach_clamp_max_(params, c)
+    return outside
 
 
 def instance_noise_std(std0: float, anneal: str, progress: float, half_life: float) -> float:

@@ -65,6 +65,31 @@ def _curves_png(params: Params, out: Path) -> Path | None:
     return out
 
 
+def _theory_section(path: Path) -> list[str]:
+    t = _read(path)
+    return [
+        "## The divergence lab (`ganlab theory`)",
+        "",
+        "| claim | measured |",
+        "|---|---|",
+        f"| D*(x) = p_data / (p_data + p_g): trained D vs formula | max abs error "
+        f"{t['dstar_max_abs_err']:.4f}, mean {t['dstar_mean_abs_err']:.5f} |",
+        f"| max_D V = −log 4 + 2·JSD (numeric integration, {41} p_g) | max abs difference "
+        f"{t['identity_max_abs_diff']:.1e} |",
+        f"| trained-D estimate of max_D V | {t['v_trained']:.5f} vs optimum {t['v_optimal']:.5f} |",
+        f"| disjoint supports: JSD → log 2, gradient → 0 | JSD {t['jsd_at_max_shift']:.6f} "
+        f"(log 2 = 0.693147), dJSD/dμ {t['djsd_dmu_at_max_shift']:.1e}; W1 {t['w1_at_max_shift']:.1f} "
+        f"(slope {t['w1_slope']:.3f}) |",
+        f"| generator gradient vs an ever better D | saturating {t['grad_saturating_final']:.1e}, "
+        f"non-saturating {t['grad_nonsaturating_final']:.2f}, Wasserstein "
+        f"{t['grad_wasserstein_final']:.2f} |",
+        "",
+        "![D*](theory/dstar.png) ![JSD vs W1](theory/jsd_vs_w1.png) "
+        "![generator gradients](theory/generator_gradients.png)",
+        "",
+    ]
+
+
 def run_report(params: Params, echo=print) -> Path:
     judge = _read(Path("metrics/judge.json"))
     floor = _read(Path("metrics/floor.json"))
@@ -105,6 +130,7 @@ def run_report(params: Params, echo=print) -> Path:
         lines.append("| " + " | ".join(cells) + " |")
     curves = _curves_png(params, Path("metrics/report_curves.png"))
     lines += ["", "## Training curves", "", f"![curves]({curves.name})", ""]
+    lines += _theory_section(Path("metrics/theory/theory.json"))
     lines += ["## Samples", ""]
     for name, *_ in rows:
         lines.append(f"### {name}\n\n![{name}](../samples/{name}/grid.png)\n")

@@ -93,6 +93,7 @@ class GanTrainer:
             self.ema.requires_grad_(False)
         self.loss = build_loss(p.loss, p.ls_targets)
         self.sigma = SigmaTracker()
+        self.joint_d = p.arch == "mlp" or p.resolved_d_norm != "batch"
         self.steps_per_epoch = len(real) // p.batch_size
         if self.steps_per_epoch == 0:
             raise GanlabError(
@@ -133,13 +134,20 @@ class GanTrainer:
                 p.instance_noise.std, p.instance_noise.anneal, progress, p.instance_noise.half_life
             )
             real = self.real.index_select(0, perm[i * bs : (i + 1) * bs])
-            # ---- D step: G frozen, fakes detached ----
-            with torch.no_grad():
-                fake = self.g(self._noise(bs, gen))
+            # The D step right before a G step draws its fakes with G's graph kept, and the
+            # G step reuses them through the updated D (as the PyTorch DCGAN example does):
+            # one G forward per iteration instead of two. Other D steps need no graph.
+            g_step_next = (state.d_step + 1) % p.n_critic == 0
+            with torch.set_grad_enabled(g_step_next):
+                fake_g = self.g(self._noise(bs, gen))
+            fake = fake_g.detach()
             real_in = self._d_input_noise(real, noise_std, gen)
             fake_in = self._d_input_noise(fake, noise_std, gen)
-            out_real = self.d(real_in)
-            out_fake = self.d(fake_in)
+            if self.joint_d:
+                # no batch statistics in D: one pass over both halves is the same function
+                out_real, out_fake = self.d(torch.cat([real_in, fake_in])).split(bs)
+            else:
+                out_real, out_fake = self.d(real_in), self.d(fake_in)
             d_loss = self.loss.d_loss(out_real, out_fake)
             extra: dict[str, Tensor] = {}
             if p.gp > 0:
@@ -153,15 +161,17 @@ class GanTrainer:
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
+            log_next = g_step_next and (state.g_step + 1) % p.log_every == 0
             if p.clip > 0:
-                extra["clip_frac"] = torch.tensor(clip_weights(self.d, p.clip))
+                frac = clip_weights(self.d, p.clip, count=log_next)
+                if log_next:
+                    extra["clip_frac"] = frac
             state.d_step += 1
-            if state.d_step % p.n_critic:
+            if not g_step_next:
                 continue
-            # ---- G step through a D that is not updated ----
+            # ---- G step through D, whose parameters take no gradient here ----
             self.d.requires_grad_(False)
-            fake = self.g(self._noise(bs, gen))
-            out_g = self.d(self._d_input_noise(fake, noise_std, gen))
+            out_g = self.d(self._d_input_noise(fake_g, noise_std, gen))
             g_loss = self.loss.g_loss(out_g)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
