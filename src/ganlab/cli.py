@@ -130,10 +130,10 @@ def theory(
     """The divergence lab: check D*, max_D V = -log 4 + 2 JSD, and the vanishing gradient."""
     params = _setup(params_path)
     from ganlab.theory import run_theory
-    from ganlab.tracking import log_artifacts, log_metrics, set_terminated, start_run
+    from ganlab.tracking import log_artifacts, log_metrics, run_tags, set_terminated, start_run
 
     m = run_theory(out, seed=params.seed, quick=quick)
-    run_id = start_run("theory", {"seed": params.seed, "quick": quick}, {"variant": "theory"})
+    run_id = start_run("theory", {"seed": params.seed, "quick": quick}, run_tags("theory", "-"))
     log_metrics(run_id, [{"step": 0, **m}])
     log_artifacts(run_id, sorted(out.glob("*.png")), "theory")
     set_terminated(run_id)

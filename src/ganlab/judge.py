@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ganlab.data.images import load_meta, load_split, to_unit_range
 from ganlab.nets.judge import Judge, JudgeExtractor
 from ganlab.params import Params
-from ganlab.util import atomic_path, derive_seed, resolve_device, write_json
+from ganlab.util import derive_seed, resolve_device, save_torch, write_json
 
 JUDGE_PATH = Path("models/judge/judge.pt")
 
@@ -85,8 +85,7 @@ def run_judge(params: Params, data_dir: Path = Path("data/prepared")) -> dict:
         "in_channels": judge.body[0].in_channels,
         "num_classes": judge.head.out_features,
     }
-    with atomic_path(JUDGE_PATH, suffix=".pt") as tmp:
-        torch.save(blob, tmp)
+    save_torch(blob, JUDGE_PATH)
     floor = real_floor(params, judge, inception, data_dir, device)
     metrics = {"judge_test_accuracy": round(acc, 6)}
     write_json(Path("metrics/judge.json"), metrics)

@@ -32,7 +32,7 @@ from ganlab.losses import (
 )
 from ganlab.nets import SigmaTracker, build_gan
 from ganlab.params import Params, TrainParams, flatten
-from ganlab.util import GanlabError, atomic_path, derive_seed
+from ganlab.util import GanlabError, atomic_path, derive_seed, save_torch
 
 
 def make_optimizer(p: TrainParams, params, lr: float) -> torch.optim.Optimizer:
@@ -239,8 +239,7 @@ class GanTrainer:
 
 
 def save_checkpoint(path: Path, blob: dict) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(blob, tmp)
+    save_torch(blob, path)
 
 
 def load_checkpoint(path: Path, cfg_hash: str) -> dict | None:
@@ -337,8 +336,7 @@ def run_train(params: Params, variant: str, data_dir: Path = Path("data/prepared
     gen_blob = {"state_dict": trainer.sampler().state_dict(), "variant": variant,
                 "image_shape": list(trainer.image_shape), "latent_dim": p.latent_dim,
                 "config_hash": cfg, "ema": p.ema > 0}
-    with atomic_path(out_dir / "generator.pt", suffix=".pt") as tmp:
-        torch.save(gen_blob, tmp)
+    save_torch(gen_blob, out_dir / "generator.pt")
     tracking.write_run_file(out_dir / "mlflow_run.json", state.run_id)
     write_json(out_dir / "timing.json", {"train_seconds": round(state.train_seconds, 2),
                                          "device": str(device)})

@@ -97,3 +97,20 @@ def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def save_torch(obj: Any, path: Path | str) -> None:
+    """torch.save, byte-for-byte reproducible and atomic.
+
+    Saving straight to a file names the zip archive after the file, and our atomic writes
+    use a random temporary name, so identical weights gave different bytes (and DVC saw a
+    changed output). Through a buffer the archive name is fixed.
+    """
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path, suffix=".pt") as tmp:
+        tmp.write_bytes(buf.getvalue())
