@@ -21,7 +21,7 @@ def test_top_level_plots_cover_every_default_variant():
 
 def test_variant_stages_depend_on_their_own_params_key():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for stage in ("train", "sample", "evaluate"):
+    for stage in ("train", "sample", "evaluate", "toy"):
         assert dvc[stage]["foreach"] == "${variants}"
         assert "variants.${key}" in dvc[stage]["do"]["params"]
         assert "training" not in dvc[stage]["do"]["params"] or stage != "evaluate"

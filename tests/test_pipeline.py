@@ -64,7 +64,8 @@ def _mlflow_runs(root: Path):
     exp = c.get_experiment_by_name("ganlab")
     runs = c.search_runs([exp.experiment_id])
     assert any(r.data.tags["variant"] == "theory" for r in runs)  # the divergence lab's run
-    return c, [r for r in runs if r.data.tags["variant"] != "theory"]
+    assert any(r.data.tags.get("suite") == "toy" for r in runs)  # the mode-coverage suite's
+    return c, [r for r in runs if r.data.tags["variant"] != "theory" and "suite" not in r.data.tags]
 
 
 def test_repro_builds_everything(project):
@@ -82,6 +83,9 @@ def test_repro_builds_everything(project):
     assert floor["fid_judge"] < json.loads((root / "metrics/eval/gan.json").read_text())["fid_judge"]
     report = (root / "metrics/report.md").read_text()
     assert "floor (real held-out)" in report and "**minimax**" in report and "**gan**" in report
+    assert "## Mode coverage" in report and "| gan |" in report
+    toy = json.loads((root / "metrics/toy/gan.json").read_text())
+    assert toy["toy_runs"] == 2 and "ring8.modes_mean" in toy and "grid25.hq_mean" in toy
     assert "report:" in out and "MLflow store" in out
 
 
@@ -120,7 +124,7 @@ def test_exp_run_with_changed_loss_reruns_only_that_variant(project):
     root, _ = project
     out = sh(["dvc", "exp", "run", "-S", "variants.gan.loss=hinge"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@gan", "sample@gan", "evaluate@gan", "report"}, out
+    assert ran == {"train@gan", "sample@gan", "evaluate@gan", "toy@gan", "report"}, out
     shown = sh(["dvc", "exp", "show", "--no-pager", "--csv"], root)
     assert "fid_judge" in shown and "hinge" in shown
     _, runs = _mlflow_runs(root)

@@ -7,6 +7,7 @@ before any output is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -118,6 +119,36 @@ def report(params_path: Path = PARAMS) -> None:
 
     run_report(params, echo=typer.echo)
     typer.echo(f"MLflow store: {tracking_uri()}  (browse: ganlab ui)")
+
+
+@app.command()
+@_errors_as_one_line
+def toy(variant: str, params_path: Path = PARAMS) -> None:
+    """Mode coverage: VARIANT's loss and penalties on every toy.datasets mixture x toy.seeds."""
+    params = _setup(params_path, variant)
+    from ganlab import tracking
+    from ganlab.toy_suite import run_toy, toy_variant_settings
+    from ganlab.util import write_json
+
+    v = params.variants[variant]
+    out = Path("metrics/toy") / variant
+    summary: dict[str, float] = {"toy_runs": 0}
+    if toy_variant_settings(dataclasses.asdict(v), params.toy) is None:
+        typer.echo(f"toy {variant}: no toy run ({v.arch} nets need images)")
+        out.mkdir(parents=True, exist_ok=True)
+    runs_here = toy_variant_settings(dataclasses.asdict(v), params.toy) is not None
+    for dataset in params.toy.datasets if runs_here else ():
+        m = run_toy(dataset, variant, v, list(params.toy.seeds), params.toy, out, log=typer.echo)
+        summary["toy_runs"] += len(params.toy.seeds)
+        summary.update({f"{dataset}.{k}": x for k, x in m.items() if not k.startswith("seed")})
+        tags = {**tracking.run_tags(variant, dataset), "suite": "toy"}
+        tags["mlflow.runName"] = f"toy-{dataset}-{variant}"
+        run_id = tracking.start_run(tags["mlflow.runName"], {"dataset": dataset, "variant": variant,
+                                    "seeds": ",".join(map(str, params.toy.seeds))}, tags)
+        tracking.log_metrics(run_id, [{"step": 0, **{f"toy/{k}": float(x) for k, x in m.items()}}])
+        tracking.log_artifacts(run_id, [out / dataset / f"{variant}.png"], "toy")
+        tracking.set_terminated(run_id)
+    write_json(Path("metrics/toy") / f"{variant}.json", summary)
 
 
 @app.command()

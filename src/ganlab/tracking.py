@@ -97,7 +97,7 @@ def run_tags(variant: str, dataset_hash: str) -> dict[str, str]:
 
 def start_run(variant: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     c, exp_id = client()
-    run = c.create_run(exp_id, tags=tags, run_name=variant)
+    run = c.create_run(exp_id, tags=tags, run_name=tags.get("mlflow.runName", variant))
     from mlflow.entities import Param
 
     items = [Param(k, str(v)) for k, v in sorted(params.items())]

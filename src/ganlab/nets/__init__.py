@@ -20,8 +20,13 @@ def build_gan(p: TrainParams, image_shape: tuple[int, int, int]) -> tuple[nn.Mod
 
         g = DCGenerator(p.latent_dim, image_shape, p.width)
         d = DCDiscriminator(image_shape, p.width, p.resolved_d_norm)
+    elif p.arch == "toy":  # 2-D mixtures: image_shape is (2,), width is the hidden size
+        from ganlab.nets.toy import ToyDiscriminator, ToyGenerator
+
+        g = ToyGenerator(p.latent_dim, p.width, depth=3)
+        d = ToyDiscriminator(p.width, depth=3)
     else:  # validated in params; guards direct callers
-        raise ValueError(f"arch: {p.arch!r} is not one of mlp, dcgan")
+        raise ValueError(f"arch: {p.arch!r} is not one of mlp, dcgan, toy")
     if p.spectral_norm:
         apply_spectral_norm(d)
     return g, d
