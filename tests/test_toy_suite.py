@@ -135,6 +135,7 @@ def test_early_stop_keeps_the_most_diverse_generator(monkeypatch) -> None:
     r = train_one("ring8", "gan", settings, 0, cfg)
     assert r["stopped_early"] and r["d_steps"] == 50 and r["collapse_warnings"] == 1
     assert r["best_step"] == 20
+    assert list(r["snapshots"]) == [20]  # the kept generator's panel, labelled with its step
     # The same run trained for exactly 20 steps gives the very same generator.
     monkeypatch.undo()
     short = dataclasses.replace(cfg, steps=20, early_stop_on_collapse=False)

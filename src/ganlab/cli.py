@@ -126,10 +126,15 @@ def report(params_path: Path = PARAMS) -> None:
 def toy(variant: str, params_path: Path = PARAMS) -> None:
     """Mode coverage: VARIANT's loss and penalties on every toy.datasets mixture x toy.seeds."""
     params = _setup(params_path, variant)
+    import torch
+
     from ganlab import tracking
     from ganlab.toy_suite import run_toy, toy_variant_settings
     from ganlab.util import write_json
 
+    # Nets this small gain nothing from a second intra-op thread, and lose 50x when the
+    # other core is busy (measured); one thread per toy stage.
+    torch.set_num_threads(1)
     v = params.variants[variant]
     out = Path("metrics/toy") / variant
     summary: dict[str, float] = {"toy_runs": 0}

@@ -33,7 +33,7 @@ from ganlab.train import GanTrainer, TrainState
 from ganlab.util import GanlabError, derive_seed, write_json
 
 # Large enough that run_epoch never logs: the suite reads nothing from its rows, and each
-# log is a host sync plus a power iteration, a real cost at ~1 ms per step.
+# log costs a host sync plus a power iteration over D's layers.
 NO_LOGGING = 1_000_000
 
 
@@ -43,7 +43,7 @@ class ToySuiteParams:
 
     datasets: tuple[str, ...] = ("ring8", "grid25")
     seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 1400  # D steps per training (G steps = steps / n_critic); sized to the time budget
+    steps: int = 1000  # D steps per training (G steps = steps / n_critic): what the 90 s budget allows
     batch_size: int = 256
     latent_dim: int = 2
     width: int = 64  # hidden units of each of the 3 layers in G and in D
@@ -196,9 +196,10 @@ def train_one(dataset: str, variant_name: str, settings: Mapping[str, Any], seed
     if p.arch != "toy":
         raise GanlabError(f"toy suite: variant {variant_name} has arch {p.arch!r}, expected toy")
     real, centers, std = toy_dataset(dataset, cfg.n_train, seed)
-    # Train in standardised units (one scale for both axes, so the geometry is kept):
-    # the grid's +-4 and the ring's radius 1 then look alike to nets initialised for unit
-    # inputs. Everything scored, checked or plotted is mapped back to the data's units.
+    # Train in standardised units (one scale for both axes, so the geometry is kept), so
+    # the grid (+-4) and the ring (radius 1) reach the nets at the same scale and one
+    # lr_scale serves both. Everything scored, checked or plotted is in the data's units.
+    # (Measured effect at the default budget: small either way; kept for consistency.)
     scale = float(real.std()) if cfg.standardize else 1.0
     trainer = GanTrainer(params, variant_name, real / scale, torch.device("cpu"))
     # The suite counts D steps, not passes over the data: each run_epoch is one chunk of
@@ -209,7 +210,7 @@ def train_one(dataset: str, variant_name: str, settings: Mapping[str, Any], seed
     noise = torch.Generator().manual_seed(derive_seed(seed, variant_name, dataset, "toy-noise"))
     z_check = torch.randn(cfg.n_check, p.latent_dim, generator=noise)
     z_eval = torch.randn(cfg.n_eval, p.latent_dim, generator=noise)
-    # The real statistic is computed once; 2,000 points give it to well under 1%.
+    # The real-data spread is computed once, on up to 2,000 training points.
     real_spread = mean_pairwise_distance(real[: min(len(real), 2000)])
 
     detector = CollapseDetector(cfg.collapse_threshold, cfg.collapse_patience, mode="max")
@@ -245,8 +246,9 @@ def train_one(dataset: str, variant_name: str, settings: Mapping[str, Any], seed
     if stopped_early and best_state is not None:
         trainer.sampler().load_state_dict(best_state)
     samples = _generate(trainer, z_eval, scale)
-    if stopped_early:
-        snapshots[state.d_step] = _generate(trainer, z_check, scale).numpy()
+    if stopped_early and detector.best_step is not None:
+        # the kept generator gets its own panel, at the step it comes from
+        snapshots[detector.best_step] = _generate(trainer, z_check, scale).numpy()
     scores = score_modes(samples, centers, std)
     min_div = detector.min_signal if detector.history else math.nan
     return {
@@ -328,6 +330,7 @@ def write_cell(dataset: str, variant_name: str, seeds: list[int], runs: list[dic
         metrics[f"seed{seed}_d_steps"] = r["d_steps"]
         metrics[f"seed{seed}_collapse_warnings"] = r["collapse_warnings"]
         metrics[f"seed{seed}_min_diversity"] = _finite(r["min_diversity"])
+        metrics[f"seed{seed}_stopped_early"] = int(r["stopped_early"])
     target = Path(out_dir) / dataset
     write_json(target / f"{variant_name}.json", metrics)
     _, centers, _ = toy_dataset(dataset, 1, seeds[0])

@@ -93,7 +93,7 @@ class GanTrainer:
             self.ema.requires_grad_(False)
         self.loss = build_loss(p.loss, p.ls_targets)
         self.sigma = SigmaTracker()
-        self.joint_d = p.arch == "mlp" or p.resolved_d_norm != "batch"
+        self.joint_d = p.arch in ("mlp", "toy") or p.resolved_d_norm != "batch"
         self.steps_per_epoch = len(real) // p.batch_size
         if self.steps_per_epoch == 0:
             raise GanlabError(
