@@ -75,6 +75,9 @@ def _prepared(in_tmp, tiny_params):
 
 
 def test_interrupted_training_resumes_to_identical_result(in_tmp, tiny_params, monkeypatch):
+    import ganlab.train as tr
+
+    monkeypatch.setattr(tr, "CHECKPOINT_EVERY_SECONDS", 0.0)  # checkpoint every epoch here
     params = _prepared(in_tmp, tiny_params)
     params = dataclasses.replace(params, variants={"gan": dataclasses.replace(
         params.variants["gan"], epochs=3)})
@@ -84,8 +87,6 @@ def test_interrupted_training_resumes_to_identical_result(in_tmp, tiny_params, m
     assert not list((in_tmp / CHECKPOINTS_DIR / "gan").glob("*.pt"))  # removed when done
 
     # Kill after epoch 2: the epoch hook raises, like a Ctrl-C mid-training.
-    import ganlab.train as tr
-
     original = tr.timed_epoch
     calls = {"n": 0}
 
