@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -104,7 +103,3 @@ def real_floor(params: Params, judge: Judge, inception, data_dir: Path,
     ext = JudgeExtractor(judge, device)
     return score_all_extractors(params, ext, inception, to_unit_range(test.images), train, test,
                                 seed_key="floor", is_floor=True)
-
-
-def judge_features(judge: Judge, images: np.ndarray, device: torch.device):
-    return JudgeExtractor(judge, device)(to_unit_range(images))

@@ -98,7 +98,7 @@ def _theory_section(path: Path) -> list[str]:
         "|---|---|",
         f"| D*(x) = p_data / (p_data + p_g): trained D vs formula | max abs error "
         f"{t['dstar_max_abs_err']:.4f}, mean {t['dstar_mean_abs_err']:.5f} |",
-        f"| max_D V = −log 4 + 2·JSD (numeric integration, {41} p_g) | max abs difference "
+        "| max_D V = −log 4 + 2·JSD (numeric integration over a family of p_g) | max abs difference "
         f"{t['identity_max_abs_diff']:.1e} |",
         f"| trained-D estimate of max_D V | {t['v_trained']:.5f} vs optimum {t['v_optimal']:.5f} |",
         f"| disjoint supports: JSD → log 2, gradient → 0 | JSD {t['jsd_at_max_shift']:.6f} "
