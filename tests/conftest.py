@@ -23,8 +23,10 @@ def tiny_params_dict() -> dict:
     raw["sample"].update({"n_samples": 120, "grid": 4, "interp_steps": 4, "batch_size": 60})
     raw["evaluate"].update({"n_samples": 100, "kid_subsets": 5, "kid_subset_size": 50,
                             "is_splits": 2})
-    raw["toy"].update({"seeds": [0], "steps": 60, "batch_size": 64, "width": 16,
-                       "n_eval": 200, "collapse_patience": 2})
+    raw["monitor"].update({"every": 1, "n_samples": 64, "collapse_patience": 2})
+    raw["toy"].update({"seeds": [0], "g_steps": 60, "batch_size": 64, "width": 16,
+                       "n_eval": 200, "check_every": 20, "collapse_warmup": 20,
+                       "collapse_patience": 2})
     return raw
 
 

@@ -64,8 +64,11 @@ def test_torchvision_mnist_loader_reads_idx_files(tmp_path, name, folder):
     data = make_mnist_layout(tmp_path, folder)
     train, test = load_dataset(DatasetParams(name=name, root=str(tmp_path)), seed=0)
     assert train.images.shape == (30, 1, 28, 28)
-    assert np.array_equal(train.images[:, 0], data["train"][0])
-    assert np.array_equal(test.labels, data["t10k"][1])
+    # the same images with the same labels, in a seeded order (see the shuffle test)
+    for split, (imgs, labels) in ((train, data["train"]), (test, data["t10k"])):
+        order = [next(i for i in range(len(imgs)) if np.array_equal(imgs[i], x)) for x in split.images[:, 0]]
+        assert sorted(order) == list(range(len(imgs)))
+        assert np.array_equal(split.labels, labels[order])
 
 
 def test_torchvision_loader_missing_files_is_a_clear_error(tmp_path):
@@ -104,3 +107,33 @@ def test_prepared_order_is_mixed_so_contiguous_chunks_hold_every_class():
     _, te = load_embedded_mnist(0.2, seed=0)
     for chunk in np.array_split(te.labels, 10):
         assert len(np.unique(chunk)) >= 8
+
+
+def _ordered_mnist(root, n_train=200, n_test=100):
+    """An MNIST layout whose files are sorted by class, as a worst case of an ordered file
+    (torchvision's test file is ordered by difficulty); pixel 0 holds the row's index."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.repeat(np.arange(10), n // 10)
+        imgs = np.zeros((n, 28, 28), dtype=np.uint8)
+        imgs[:, 0, 0], imgs[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
+        write_idx_images(raw / f"{prefix}-images-idx3-ubyte", imgs)
+        write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def test_every_prepared_split_is_shuffled_with_the_seed(tmp_path):
+    _ordered_mnist(tmp_path)
+    p = DatasetParams(name="mnist", root=str(tmp_path))
+    train, test = load_dataset(p, seed=0)
+    for split, n in ((train, 200), (test, 100)):
+        index = split.images[:, 0, 0, 0].astype(int) + 256 * split.images[:, 0, 0, 1].astype(int)
+        assert sorted(index.tolist()) == list(range(n))  # every image once
+        assert np.array_equal(split.labels, index // (n // 10))  # labels travel with images
+        # halves and tenths (floor halves, IS splits) hold every class
+        for chunk in np.array_split(split.labels, 2) + np.array_split(split.labels, 5):
+            assert len(np.unique(chunk)) >= 8
+    again, _ = load_dataset(p, seed=0)
+    other, _ = load_dataset(p, seed=1)
+    assert np.array_equal(again.images, train.images)
+    assert not np.array_equal(other.images, train.images)

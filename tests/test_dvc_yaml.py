@@ -1,27 +1,285 @@
-"""dvc.yaml stays in step with params.yaml and declares what the stages read."""
+"""dvc.yaml stays in step with params.yaml and declares exactly what each stage reads.
 
+The declared deps are checked against the code, not against a list kept by hand: for each
+stage, the `ganlab` command it runs is found in cli.py, and the import graph inside the
+`ganlab` package is walked from there with `ast` (module-level AND function-level imports,
+relative imports too). Every module file reached must be a declared dep (itself or a
+declared parent folder), and every params.yaml section that code reads (`params.<section>`
+attribute accesses) must be a declared params key. Conservative on purpose: a module counts
+as read as soon as anything in the closure imports it, even inside a function.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
 import re
+from functools import cache
+from pathlib import Path
 
 import yaml
 
 from tests.conftest import REPO
 
+SRC = REPO / "src"
+CLI = SRC / "ganlab" / "cli.py"
+
+
+def _dvc() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def _stages() -> dict[str, dict]:
+    """name -> {cmd, deps, params}, with foreach stages unwrapped (`do`)."""
+    out = {}
+    for name, spec in _dvc()["stages"].items():
+        body = spec.get("do", spec)
+        out[name] = {"cmd": body["cmd"], "deps": body.get("deps", []),
+                     "params": body.get("params", [])}
+    return out
+
+
+# ---------------------------------------------------------------- the import graph
+def _module_file(name: str) -> Path | None:
+    base = SRC.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _with_parents(name: str) -> set[str]:
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def _imports_in(nodes: list[ast.AST], module: str, is_package: bool) -> set[str]:
+    """`ganlab` modules imported anywhere inside `nodes` (at any depth)."""
+    found: set[str] = set()
+    for top in nodes:
+        for node in ast.walk(top):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: resolve against the importing module's package
+                    pkg = module.split(".") if is_package else module.split(".")[:-1]
+                    pkg = pkg[: len(pkg) - (node.level - 1)]
+                    base = ".".join(pkg + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                # `from ganlab import tracking` imports a module; `from x import f` the module x
+                names = [base] + [f"{base}.{a.name}" for a in node.names
+                                  if _module_file(f"{base}.{a.name}") is not None]
+            else:
+                continue
+            for n in names:
+                if n == "ganlab" or n.startswith("ganlab."):
+                    found |= _with_parents(n)
+    return found
+
+
+@cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _cli_command_nodes(command: str) -> list[ast.AST]:
+    """The cli.py function a command runs, plus the module-level helpers it references
+    (decorators, `_setup`), transitively, plus cli.py's module-level statements."""
+    tree = _tree(CLI)
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert command in funcs, f"cli.py has no command function {command!r}"
+    todo, seen = [command], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [n.id for n in ast.walk(funcs[name]) if isinstance(n, ast.Name) and n.id in funcs]
+    top = [n for n in tree.body if not isinstance(n, ast.FunctionDef)]
+    return top + [funcs[n] for n in sorted(seen)]
+
+
+def _closure(command: str, through_params: bool = True) -> set[str]:
+    """Every `ganlab` module the command can import (`through_params=False`: not following
+    the imports of ganlab.params, the validation of params.yaml)."""
+    todo = list(_imports_in(_cli_command_nodes(command), "ganlab.cli", False))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        assert path is not None, f"{name} is imported but no file defines it"
+        if through_params or name != "ganlab.params":
+            todo += _imports_in([_tree(path)], name, path.name == "__init__.py")
+    return seen
+
+
+def _is_trivial(path: Path) -> bool:
+    """A package __init__ with nothing but a docstring runs no code worth declaring."""
+    body = _tree(path).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def _required_files(command: str) -> set[str]:
+    files = {str(_module_file(m).relative_to(REPO)) for m in _closure(command)}
+    files.add(str(CLI.relative_to(REPO)))  # every stage's command runs through cli.py
+    return {f for f in files if not _is_trivial(REPO / f)}
+
+
+# ---------------------------------------------------------------- params sections read
+def _sections() -> set[str]:
+    from ganlab.params import Params
+
+    return {f.name for f in dataclasses.fields(Params)}
+
+
+def _params_read(nodes: list[ast.AST]) -> set[str]:
+    """Top-level params sections read as `params.<x>` / `self.params.<x>`. Reading a
+    variant (`params.variant(...)`, `params.variants`) reads `training:` too: a variant's
+    settings are `training:` overridden by its own keys."""
+    sections, out = _sections(), set()
+    for top in nodes:
+        # `params.variant(name)` as a bare statement only checks that the name exists
+        # (cli._setup, run_evaluate): it reads no settings.
+        checks = {id(s.value.func) for s in ast.walk(top) if isinstance(s, ast.Expr)
+                  and isinstance(s.value, ast.Call)}
+        for node in ast.walk(top):
+            if not isinstance(node, ast.Attribute) or id(node) in checks:
+                continue
+            v = node.value
+            named_params = (isinstance(v, ast.Name) and v.id == "params") or (
+                isinstance(v, ast.Attribute) and v.attr == "params")
+            if not named_params:
+                continue
+            if node.attr in ("variant", "variants"):
+                # budget_scale multiplies every variant's epochs as params.yaml is read
+                out |= {"variants", "training", "budget_scale"}
+            elif node.attr == "toy":
+                out |= {"toy", "budget_scale"}  # ... and the toy suite's steps
+            elif node.attr in sections:
+                out.add(node.attr)
+    return out
+
+
+def _required_params(command: str) -> set[str]:
+    # params.py, and what it imports to do so, read every section to validate it: not a
+    # use. (Its imports still count as code deps above.)
+    nodes = _cli_command_nodes(command)
+    nodes += [_tree(_module_file(m)) for m in sorted(_closure(command, through_params=False))
+              if m != "ganlab.params"]
+    read = _params_read(nodes)
+    # parse_params multiplies every variant's epochs and toy.g_steps by budget_scale: a stage
+    # reading those settings reads budget_scale (else `-S budget_scale=4` would not rerun it)
+    if read & {"training", "variants", "toy"}:
+        read.add("budget_scale")
+    return read
+
+
+def _covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def _declared_sections(params: list) -> set[str]:
+    # `variants.${key}` declares the stage's own variant: the `variants` section for it
+    return {str(p).split(".")[0] for p in params}
+
+
+def _command(cmd: str) -> str:
+    m = re.match(r"^ganlab ([\w-]+)", cmd)
+    assert m, f"unexpected stage command {cmd!r}"
+    return m.group(1).replace("-", "_")  # typer names `prepare_uci` as `prepare-uci`
+
+
+# ---------------------------------------------------------------- tests
+def test_every_stage_declares_the_code_and_params_it_reads():
+    problems = []
+    for name, st in _stages().items():
+        cmd = _command(st["cmd"])
+        missing = sorted(f for f in _required_files(cmd) if not _covered(f, st["deps"]))
+        missing_params = sorted(_required_params(cmd) - _declared_sections(st["params"]))
+        if missing:
+            problems.append(f"  stage {name} ({st['cmd']}): add deps {missing}")
+        if missing_params:
+            problems.append(f"  stage {name} ({st['cmd']}): add params {missing_params}")
+    assert not problems, "dvc.yaml under-declares what stages read:\n" + "\n".join(problems)
+
+
+def test_no_stage_declares_code_or_params_it_does_not_read():
+    """The converse, so the lists stay exact: a stale dep reruns a stage for nothing."""
+    problems = []
+    for name, st in _stages().items():
+        cmd = _command(st["cmd"])
+        required = _required_files(cmd)
+        extra = sorted(d for d in st["deps"] if d.startswith("src/")
+                       and not any(_covered(f, [d]) for f in required))
+        extra_params = sorted(_declared_sections(st["params"]) - _required_params(cmd))
+        if extra:
+            problems.append(f"  stage {name}: remove deps {extra}")
+        if extra_params:
+            problems.append(f"  stage {name}: remove params {extra_params}")
+    assert not problems, "dvc.yaml declares what stages do not read:\n" + "\n".join(problems)
+
+
+def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path):
+    code = ("from . import util\nfrom .data import images\n"
+            "def f():\n    from ganlab.metrics import fid\n    import ganlab.scoring\n")
+    nodes = [ast.parse(code)]
+    found = _imports_in(nodes, "ganlab.x", False)
+    assert {"ganlab.util", "ganlab.data.images", "ganlab.metrics.fid", "ganlab.scoring"} <= found
+    assert _params_read([ast.parse("def g(self):\n    a = self.params.toy\n    b = params.seed\n"
+                                   "    p = params.variant('gan')\n    c = params.items()\n")]) == {
+        "toy", "seed", "variants", "training", "budget_scale"}
+    assert _params_read([ast.parse("def g():\n    params.variant('gan')\n")]) == set()
+
+
+def test_scoring_is_not_in_an_import_cycle_with_the_stages():
+    for stage in ("judge", "evaluate"):
+        assert f"ganlab.{'evaluate' if stage == 'judge' else 'judge'}" not in _closure(stage)
+
 
 def test_top_level_plots_cover_every_default_variant():
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    dvc = _dvc()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     plotted = set()
     for plot in dvc["plots"]:
         (spec,) = plot.values()
         if not isinstance(spec["y"], dict):
             continue  # a single-file plot (the theory lab's)
-        plotted |= {re.search(r"curves/(\w+)\.csv", f).group(1) for f in spec["y"]}
+        plotted |= {re.search(r"(?:curves|quality)/(\w+)\.csv", f).group(1) for f in spec["y"]}
     assert plotted == set(params["variants"])
 
 
 def test_variant_stages_depend_on_their_own_params_key():
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    dvc = _dvc()["stages"]
     for stage in ("train", "sample", "evaluate", "toy"):
         assert dvc[stage]["foreach"] == "${variants}"
+        assert "variants" not in dvc[stage]["do"]["params"]  # not every variant's settings
+    # evaluate only checks that the variant exists; its settings reach it through the samples
+    for stage in ("train", "sample", "toy"):
         assert "variants.${key}" in dvc[stage]["do"]["params"]
-        assert "training" not in dvc[stage]["do"]["params"] or stage != "evaluate"
+
+
+def test_toy_stage_declares_every_module_it_imports():
+    import subprocess
+    import sys
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    deps = set(dvc["toy"]["do"]["deps"])
+    # what `ganlab toy V` loads: the command's module, the suite, tracking, the toy nets
+    code = ("import sys, ganlab.cli, ganlab.toy_suite, ganlab.tracking\n"
+            "from ganlab.nets import build_gan\nfrom ganlab.params import TrainParams\n"
+            "build_gan(TrainParams(arch='toy', spectral_norm=True), (2,))\n"
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'ganlab'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout.split()
+    files = {"src/" + f.split("/src/", 1)[1] for f in out if f.endswith(".py")}
+    files = {f for f in files if not _is_trivial(REPO / f)}  # docstring-only packages
+    assert {"src/ganlab/toy_ensemble.py", "src/ganlab/nets/toy_ensemble.py",
+            "src/ganlab/toy_params.py"} <= files
+    missing = sorted(f for f in files if f not in deps)
+    assert not missing, f"toy stage reads undeclared modules: {missing}"
+    assert {"toy", "variants.${key}"} <= set(dvc["toy"]["do"]["params"])
+    assert "src/ganlab/toy_report.py" in dvc["report"]["deps"] and "toy" in dvc["report"]["params"]

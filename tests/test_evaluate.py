@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ganlab.data.images import Split, to_unit_range
-from ganlab.evaluate import inception_extractor, score_all_extractors
-from ganlab.nets.judge import Judge, JudgeExtractor
+from ganlab.data.images import Split
+from ganlab.judge_net import Judge, JudgeExtractor
+from ganlab.scoring import References, inception_extractor, score_all_extractors
 from ganlab.util import GanlabError
 
 
@@ -31,11 +31,14 @@ def test_inception_metrics_from_a_local_weights_file(tiny_params, tmp_path):
     weights = tmp_path / "inception.pt"
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), weights)
     params = _params(tiny_params, inception_weights=str(weights))
-    train, test = _split(12, 0), _split(8, 1)
+    params = dataclasses.replace(params, sample=dataclasses.replace(params.sample, n_samples=8))
+    train, test = _split(12, 0), _split(10, 1)
     judge = JudgeExtractor(Judge(), torch.device("cpu"))
     inc = inception_extractor(params, torch.device("cpu"))
-    m = score_all_extractors(params, judge, inc, to_unit_range(test.images), train, test,
-                             "x", is_floor=True)
+    ref = References.build(params, train, test)
+    assert ref.n == 8
+    m = score_all_extractors(params, judge, inc, ref.floor_images(), ref, "x",
+                             memorisation_images=ref.floor_memorisation_images())
     for name in ("fid", "precision", "recall", "density", "coverage"):
         assert f"{name}_judge" in m and f"{name}_inception" in m
     assert "is_inception_mean" in m and "classes_covered" in m and "mem_ratio_median" in m

@@ -61,11 +61,13 @@ def _mlflow_runs(root: Path):
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    exp = c.get_experiment_by_name("ganlab")
-    runs = c.search_runs([exp.experiment_id])
-    assert any(r.data.tags["variant"] == "theory" for r in runs)  # the divergence lab's run
-    assert any(r.data.tags.get("suite") == "toy" for r in runs)  # the mode-coverage suite's
-    return c, [r for r in runs if r.data.tags["variant"] != "theory" and "suite" not in r.data.tags]
+    exps = {e.name: e.experiment_id for e in c.search_experiments()}
+    # the divergence lab and the mode-coverage suite have their own experiments
+    assert [r.data.tags["variant"] for r in c.search_runs([exps["ganlab-theory"]])] == ["theory"]
+    assert all(r.data.tags["suite"] == "toy" for r in c.search_runs([exps["ganlab-toy"]]))
+    runs = c.search_runs([exps["ganlab"]])
+    assert all(r.data.tags["variant"] not in ("theory",) and "suite" not in r.data.tags for r in runs)
+    return c, runs
 
 
 def test_repro_builds_everything(project):
@@ -83,7 +85,8 @@ def test_repro_builds_everything(project):
     assert floor["fid_judge"] < json.loads((root / "metrics/eval/gan.json").read_text())["fid_judge"]
     report = (root / "metrics/report.md").read_text()
     assert "floor (real held-out)" in report and "**minimax**" in report and "**gan**" in report
-    assert "## Mode coverage" in report and "| gan |" in report
+    assert "## Mode coverage" in report and "| **gan** (nonsaturating) |" in report
+    assert "*quoted: PacGAN Table 1*" in report and (root / "metrics/toy/gan/ring8/seed0.npz").exists()
     toy = json.loads((root / "metrics/toy/gan.json").read_text())
     assert toy["toy_runs"] == 2 and "ring8.modes_mean" in toy and "grid25.hq_mean" in toy
     assert "report:" in out and "MLflow store" in out
@@ -101,9 +104,11 @@ def test_every_variant_has_one_mlflow_run_with_curves_params_tags_artifacts(proj
         assert len(c.get_metric_history(rid, "d_loss")) > 3
         assert "eval/fid_judge" in run.data.metrics and "floor/fid_judge" in run.data.metrics
         assert len(run.data.tags["git_commit"]) == 40
+        assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]
         arts = {a.path for a in c.list_artifacts(rid)}
-        assert {"samples", "model", "progress", "params"} <= arts
+        assert {"samples", "images", "params"} <= arts
         assert run.info.status == "FINISHED"
+        assert c.search_model_versions(f"run_id='{rid}'")[0].name == f"ganlab-{v}"
 
 
 def test_same_params_twice_gives_identical_metrics(project):

@@ -1,8 +1,8 @@
 """Stage `evaluate`: score a variant's samples in the judge's feature space, beside the floor.
 
-Sample counts matter for FID/KID (FID is biased upwards at small N), so generated samples
-are scored at the same count as the held-out real images that define the floor:
-n = min(evaluate.n_samples, n_test). Both counts are written next to the metrics.
+Sample counts matter (FID is biased upwards at small N; PRDC radii and IS splits depend on
+N), so a variant is scored on exactly the N images the floor was scored on
+(ganlab.scoring.comparison_n); a floor.json written for another N is refused, not compared.
 """
 
 from __future__ import annotations
@@ -11,115 +11,101 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ganlab.data.images import Split, load_meta, load_split, to_unit_range
+from ganlab.data.images import load_meta, load_split
 from ganlab.params import Params
-from ganlab.util import GanlabError, derive_seed, resolve_device, write_json
+from ganlab.scoring import References, inception_extractor, load_judge, score_all_extractors
+from ganlab.util import GanlabError, resolve_device, write_json
+
+FLOOR_PATH = Path("metrics/floor.json")
 
 
-def inception_extractor(params: Params, device: torch.device):
-    """torchvision's Inception-v3 from the local weights file named in params, or None."""
-    path = params.evaluate.inception_weights
-    if not path:
-        return None
-    from ganlab.metrics.features import InceptionExtractor
-
-    try:
-        return InceptionExtractor.from_weights_file(path, device=str(device))
-    except (FileNotFoundError, ValueError) as e:
-        raise GanlabError(f"evaluate.inception_weights: {e}") from None
+def check_floor_n(floor: dict, n: int, variant: str, floor_path: Path = FLOOR_PATH) -> None:
+    """Refuse to set a variant scored on n images beside a floor scored on another count."""
+    floor_n = floor.get("n_compared")
+    if floor_n != n:
+        raise GanlabError(
+            f"{floor_path} was scored on N={floor_n} held-out images but "
+            f"metrics/eval/{variant}.json would score N={n} (min of evaluate.n_samples, "
+            "sample.n_samples, n_test); rerun `ganlab judge` so both use the same N")
 
 
-def score_images(params: Params, extractor, images: torch.Tensor, train: Split, test: Split,
-                 seed_key: str, is_floor: bool = False, pixel_and_class: bool = True
-                 ) -> dict[str, float]:
-    """All metrics of `images` (in [-1, 1]) against the train split, in `extractor` space.
-
-    Pixel-space memorisation and the digit-class histogram do not depend on the feature
-    extractor; `pixel_and_class=False` skips them for a second extractor (Inception).
-    """
-    from ganlab.metrics import compute_all, memorisation
-
-    ep = params.evaluate
-    gen_feats, gen_probs = extractor(images)
-    ref_feats, _ = extractor(to_unit_range(train.images))
-    num_classes = int(train.labels.max() + 1)
-    seed = derive_seed(params.seed, seed_key) % (2**31)
-    as64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
-    metrics = compute_all(
-        as64(gen_feats), as64(gen_probs), as64(ref_feats), None,
-        extractor=extractor.name, num_classes=num_classes if pixel_and_class else None,
-        reference_counts=np.bincount(train.labels, minlength=num_classes),
-        kid_subsets=ep.kid_subsets, kid_subset_size=ep.kid_subset_size,
-        is_splits=ep.is_splits, k_pr=ep.k_pr, k_dc=ep.k_dc, seed=seed,
-    )
-    if pixel_and_class:
-        flat = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), -1)  # noqa: E731
-        train_px = flat(train.images) / 127.5 - 1
-        test_px = flat(test.images) / 127.5 - 1
-        if is_floor:
-            # Held-out images are their own nearest held-out neighbour; score half of them
-            # against the other half so the floor's memorisation numbers mean the same thing.
-            half = len(test.labels) // 2
-            metrics.update(memorisation(test_px[:half], train_px, test_px[half:], seed=seed))
-        else:
-            metrics.update(memorisation(flat(images.numpy()), train_px, test_px, seed=seed))
-    return {k: round(float(v), 6) for k, v in metrics.items()}
-
-
-def score_all_extractors(params: Params, judge_ext, inception_ext, images: torch.Tensor,
-                         train: Split, test: Split, seed_key: str, is_floor: bool = False) -> dict:
-    metrics = score_images(params, judge_ext, images, train, test, seed_key, is_floor)
-    if inception_ext is not None:
-        extra = score_images(params, inception_ext, images, train, test, seed_key, is_floor,
-                             pixel_and_class=False)
-        metrics.update({k: v for k, v in extra.items() if "inception" in k})
-    return metrics
+SAMPLE_FILES = {"unconditional": "samples.npz", "conditional": "samples.npz",
+                "cycle": "translations.npz"}
 
 
 def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepared"),
                  echo=print) -> dict:
     from ganlab import tracking
-    from ganlab.judge import load_judge
-    from ganlab.nets.judge import JudgeExtractor
+    from ganlab.judge_net import JudgeExtractor
 
-    params.variant(variant)
+    p = params.variant(variant)
     device = resolve_device(params.device)
     inception = inception_extractor(params, device)  # a bad weights path fails before work
-    samples_path = Path("samples") / variant / "samples.npz"
+    samples_path = Path("samples") / variant / SAMPLE_FILES[p.kind]
     if not samples_path.exists():
         raise GanlabError(f"{samples_path}: samples not found (run `ganlab sample {variant}`)")
     run_file = Path("models/variants") / variant / "mlflow_run.json"
     if not run_file.exists():
         raise GanlabError(f"{run_file}: not found (run `ganlab train {variant}` first)")
-    train = load_split(data_dir / "train.npz")
-    test = load_split(data_dir / "test.npz")
-    with np.load(samples_path) as z:
-        samples = z["images"]
-    n = min(params.evaluate.n_samples, len(test.labels), len(samples))
+    if not FLOOR_PATH.exists():
+        raise GanlabError(f"{FLOOR_PATH}: not found (run `ganlab judge` first)")
+    train, test = load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
+    ref = References.build(params, train, test)
+    floor = json.loads(FLOOR_PATH.read_text())
+    if p.kind != "cycle":
+        check_floor_n(floor, ref.n, variant)  # before any work: a floor of another N compares nothing
     ext = JudgeExtractor(load_judge(device=device), device)
-    metrics = score_all_extractors(params, ext, inception, to_unit_range(samples[:n]),
-                                   train, test, variant)
+    if p.kind == "cycle":
+        from ganlab.evaluate_kinds import evaluate_cycle
+
+        metrics = evaluate_cycle(params, variant, samples_path, ext, train, test, device)
+    else:
+        with np.load(samples_path) as z:
+            samples = z["images"]
+            labels = z["labels"] if p.kind == "conditional" else None
+        if len(samples) < ref.n:
+            raise GanlabError(f"{samples_path}: {len(samples)} samples, fewer than N={ref.n} "
+                              f"(rerun `ganlab sample {variant}`)")
+        metrics = score_all_extractors(params, ext, inception, samples[: ref.n], ref, variant)
+        if labels is not None:
+            from ganlab.evaluate_kinds import evaluate_conditional
+
+            metrics.update(evaluate_conditional(params, ext, samples, labels, train, test))
     write_json(Path("metrics/eval") / f"{variant}.json", metrics)
 
     run_id = tracking.read_run_file(run_file)
-    if tracking.run_exists(run_id):
+    # The training run ended with its stage; its metrics are added without reopening it, so
+    # its status and duration stay those of the training.
+    new_run = not tracking.run_exists(run_id)
+    if not new_run:
         # When DVC restored the model from its run cache, this is the run that trained it.
         echo(f"evaluate {variant}: logging into MLflow run {run_id} (the run that trained it)")
     else:
         meta = load_meta(data_dir)
-        tags = tracking.run_tags(variant, meta["train_sha256"])
+        tags = tracking.run_tags(variant, meta["train_sha256"], params.variant(variant),
+                                 source="ganlab evaluate")
         tags["note"] = f"training run {run_id} is not in this MLflow store (restored by DVC)"
         run_id = tracking.start_run(variant, {"variant": variant}, tags)
         echo(f"evaluate {variant}: training run not in this store; new MLflow run {run_id}")
-    floor = json.loads(Path("metrics/floor.json").read_text())
-    rows = {f"eval/{k}": v for k, v in metrics.items()}
-    rows.update({f"floor/{k}": v for k, v in floor.items()})
+    # Only finite numbers go to MLflow (write_json stores a non-finite value as null).
+    rows = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
+    rows.update({f"floor/{k}": v for k, v in floor.items() if isinstance(v, int | float)})
     tracking.log_metrics(run_id, [{"step": 0, **rows}])
     out = Path("samples") / variant
     tracking.log_artifacts(run_id, [out / "grid.png", out / "interpolation.png"], "samples")
-    tracking.set_terminated(run_id)
-    echo(f"evaluate {variant}: fid_judge {metrics['fid_judge']:.3f} "
-         f"(floor {floor['fid_judge']:.3f}), classes covered {metrics['classes_covered']:.0f}")
+    if new_run:
+        tracking.set_terminated(run_id)
+    if p.kind == "cycle":
+        echo(f"evaluate {variant}: label preservation MNIST->UCI "
+             f"{metrics['preserve_mnist_to_uci']:.3f}, UCI->MNIST {metrics['preserve_uci_to_mnist']:.3f}; "
+             f"cycle L1 {metrics['cycle_l1_mnist']:.3f}/{metrics['cycle_l1_uci']:.3f}")
+        return metrics
+    fid_now, fid_floor = metrics.get("fid_judge"), floor.get("fid_judge")
+    echo(f"evaluate {variant}: fid_judge {fid_now} (floor {fid_floor}) on N={ref.n}, "
+         f"classes covered {metrics.get('classes_covered')}")
+    if p.kind == "conditional":
+        echo(f"evaluate {variant}: conditional accuracy {metrics['conditional_accuracy']:.3f} "
+             f"(judge ceiling {metrics['judge_test_accuracy']:.3f}); intra-FID mean "
+             f"{metrics['intra_fid_judge_mean']:.2f} (floor {metrics['intra_fid_floor_mean']:.2f})")
     return metrics

@@ -1,5 +1,5 @@
 """Stage `judge`: train the CNN classifier whose features define the `*_judge` metrics,
-and compute the real-vs-real floor (held-out test images scored against train)."""
+and compute the real-vs-real floor (N held-out test images scored against train)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.data.images import load_meta, load_split, to_unit_range
-from ganlab.nets.judge import Judge, JudgeExtractor
+from ganlab.judge_net import Judge, JudgeExtractor
 from ganlab.params import Params
+from ganlab.scoring import JUDGE_PATH, References, inception_extractor, score_all_extractors
 from ganlab.util import derive_seed, resolve_device, save_torch, write_json
-
-JUDGE_PATH = Path("models/judge/judge.pt")
 
 
 def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -62,20 +61,10 @@ def train_judge(params: Params, data_dir: Path, device: torch.device) -> tuple[J
     return judge, acc
 
 
-def load_judge(path: Path = JUDGE_PATH, device: torch.device | None = None) -> Judge:
-    from ganlab.util import GanlabError
-
-    if not path.exists():
-        raise GanlabError(f"{path}: judge not found (run `ganlab judge` first)")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    judge = Judge(blob["in_channels"], blob["num_classes"])
-    judge.load_state_dict(blob["state_dict"])
-    return judge.to(device or "cpu").eval()
-
-
-def run_judge(params: Params, data_dir: Path = Path("data/prepared")) -> dict:
-    from ganlab.evaluate import inception_extractor
-
+def run_judge(params: Params, data_dir: Path = Path("data/prepared"), judge_path: Path = JUDGE_PATH,
+              suffix: str = "") -> dict:
+    """Train a judge on `data_dir`; write it to `judge_path`, its accuracy to
+    metrics/judge{suffix}.json and the real-vs-real floor to metrics/floor{suffix}.json."""
     device = resolve_device(params.device)
     inception = inception_extractor(params, device)  # a bad weights path fails before work
     judge, acc = train_judge(params, data_dir, device)
@@ -84,22 +73,21 @@ def run_judge(params: Params, data_dir: Path = Path("data/prepared")) -> dict:
         "in_channels": judge.body[0].in_channels,
         "num_classes": judge.head.out_features,
     }
-    save_torch(blob, JUDGE_PATH)
+    save_torch(blob, judge_path)
     floor = real_floor(params, judge, inception, data_dir, device)
     metrics = {"judge_test_accuracy": round(acc, 6)}
-    write_json(Path("metrics/judge.json"), metrics)
-    write_json(Path("metrics/floor.json"), floor)
+    write_json(Path(f"metrics/judge{suffix}.json"), metrics)
+    write_json(Path(f"metrics/floor{suffix}.json"), floor)
     return {**metrics, **floor}
 
 
 def real_floor(params: Params, judge: Judge, inception, data_dir: Path,
                device: torch.device) -> dict:
-    """Every evaluation metric for held-out real images against the train split: the best a
-    generator can be expected to score with this many samples in this feature space."""
-    from ganlab.evaluate import score_all_extractors
-
-    train = load_split(data_dir / "train.npz")
-    test = load_split(data_dir / "test.npz")
+    """Every evaluation metric for N held-out real images (a seeded choice; N as for the
+    variants, see ganlab.scoring) against the train split: the best a generator can be
+    expected to score with this many samples in this feature space."""
+    ref = References.build(params, load_split(data_dir / "train.npz"),
+                           load_split(data_dir / "test.npz"))
     ext = JudgeExtractor(judge, device)
-    return score_all_extractors(params, ext, inception, to_unit_range(test.images), train, test,
-                                seed_key="floor", is_floor=True)
+    return score_all_extractors(params, ext, inception, ref.floor_images(), ref, "floor",
+                                memorisation_images=ref.floor_memorisation_images())

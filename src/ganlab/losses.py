@@ -109,27 +109,31 @@ def build_loss(name: str, ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None, eps: Tensor | None = None,
+                     sample_dims: int = 1) -> Tensor:
     """E (||grad D(x_hat)||_2 - 1)^2 on random interpolates (Gulrajani et al. 2017, eq. 3).
 
-    The norm is per sample over all of its dimensions (not per channel or pixel).
+    The norm is per sample over all of its dimensions (not per channel or pixel); the first
+    `sample_dims` dims index samples (2 for an ensemble's (members, batch, ...) inputs).
+    `eps` (one weight per sample) may be given; else it is drawn from `generator`.
     Multiply by lambda outside.
     """
-    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    if eps is None:
+        shape = real.shape[:sample_dims] + (1,) * (real.dim() - sample_dims)
+        eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     out = critic(x_hat)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    norms = grad.flatten(1).norm(2, dim=1)
+    norms = grad.flatten(sample_dims).norm(2, dim=-1)
     return ((norms - 1.0) ** 2).mean()
 
 
-def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, sample_dims: int = 1) -> Tensor:
     """E ||grad D(x)||^2 on real data (Mescheder et al. 2018, eq. 9); times gamma/2 outside."""
     x = real.detach().requires_grad_(True)
     out = critic(x)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return grad.flatten(1).pow(2).sum(dim=1).mean()
+    return grad.flatten(sample_dims).pow(2).sum(dim=-1).mean()
 
 
 @torch.no_grad()

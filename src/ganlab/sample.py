@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganlab.latent import grid_noise
 from ganlab.nets import build_gan
 from ganlab.params import Params
 from ganlab.util import GanlabError, atomic_path, derive_seed, resolve_device
@@ -16,11 +17,23 @@ SAMPLES_DIR = Path("samples")
 
 
 def load_generator(params: Params, variant: str, device: torch.device) -> torch.nn.Module:
+    """The variant's sampler: G(z), G(z, y) (conditional) or the CyclePair (cycle)."""
     path = Path("models/variants") / variant / "generator.pt"
     if not path.exists():
         raise GanlabError(f"{path}: generator not found (run `ganlab train {variant}` first)")
     blob = torch.load(path, map_location="cpu", weights_only=False)
-    g, _ = build_gan(params.variant(variant), tuple(blob["image_shape"]))
+    p = params.variant(variant)
+    shape = tuple(blob["image_shape"])
+    if p.kind == "conditional":
+        from ganlab.nets.conditional import build_conditional_gan
+
+        g, _ = build_conditional_gan(p, shape, blob["num_classes"])
+    elif p.kind == "cycle":
+        from ganlab.nets.cycle import build_cycle_gan
+
+        g, _ = build_cycle_gan(p, shape)
+    else:
+        g, _ = build_gan(p, shape)
     g.load_state_dict(blob["state_dict"])
     return g.to(device).eval()
 
@@ -50,13 +63,16 @@ def save_grid(images: Tensor, path: Path, nrow: int) -> None:
 
 @torch.no_grad()
 def run_sample(params: Params, variant: str, echo=print) -> dict:
-    from ganlab.train import grid_noise
-
     sp = params.sample
     p = params.variant(variant)
     device = resolve_device(params.device)
     g = load_generator(params, variant, device)
     out = SAMPLES_DIR / variant
+    if p.kind != "unconditional":
+        from ganlab.sample_kinds import sample_conditional, sample_cycle
+
+        run = sample_conditional if p.kind == "conditional" else sample_cycle
+        return run(params, variant, g, device, out, echo)
     gen = torch.Generator().manual_seed(derive_seed(params.seed, variant, "samples"))
     chunks = []
     for i in range(0, sp.n_samples, sp.batch_size):

@@ -4,99 +4,65 @@ Every density here is known in closed form, so each claim can be measured:
 1. Optimal discriminator (Goodfellow et al., 2014, Prop. 1): for a fixed G,
    D*(x) = p_data(x) / (p_data(x) + p_g(x)); a trained MLP should approach it.
 2. Value at the optimum (Goodfellow et al., 2014, Thm. 1):
-   max_D V(D, G) = -log 4 + 2 JSD(p_data || p_g).
+   max_D V(D, G) = -log 4 + 2 JSD(p_data || p_g). The real check is the trained D's V
+   against the right-hand side (V_TOLERANCE); plugging D* into V and integrating agrees
+   with it by algebra, so that comparison only checks the quadrature.
 3. Disjoint supports (Arjovsky & Bottou, 2017, sec. 2; Arjovsky et al., 2017, Example 1):
    as p_g slides away JSD saturates at log 2 and its derivative vanishes, while the
-   Wasserstein-1 distance keeps growing like |shift|.
+   Wasserstein-1 distance, computed from the CDFs on the grid, keeps growing like |shift|.
 4. Generator gradients (Goodfellow et al., 2014, sec. 3; Arjovsky & Bottou, 2017,
    Thm. 2.4): against an ever better D the saturating loss log(1 - D(G(z))) loses its
    gradient, the non-saturating -log D(G(z)) keeps it, and a Wasserstein critic gives a
    gradient of order one that does not decay with training.
+5. The non-saturating loss at D* (source document 003; Arjovsky & Bottou, 2017, Thm. 2.5):
+   E_{p_g}[-log D*] = KL(p_g || p_data) - 2 JSD(p_data || p_g) + 2 log 2 + E_{p_data}[log D*]
+   for any p_g; each term is integrated separately over a family of p_g. On a two-mode
+   p_data, KL(p_g || p_data) - 2 JSD charges little for dropping a mode and a lot for mass
+   between the modes, while the minimax loss's JSD ranks the same two p_g the other way.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.integrate import trapezoid
-from scipy.special import expit, rel_entr, xlogy
+from scipy.special import expit
 from scipy.stats import norm
 from torch import nn
 
-from ganlab.util import atomic_path, derive_seed, write_text
+from ganlab.divergence import (
+    LOG2,
+    gaussian_pdf,
+    jsd_numeric,
+    kl_numeric,
+    nonsaturating_terms,
+    optimal_discriminator,
+    value_at_optimum,
+    value_function,
+    w1_numeric,
+)
+from ganlab.util import atomic_path, derive_seed, write_json, write_text
 
-Density = Callable[[np.ndarray], np.ndarray] | np.ndarray
-LOG2 = math.log(2.0)
+__all__ = ["gaussian_pdf", "jsd_numeric", "kl_numeric", "nonsaturating_terms",
+           "optimal_discriminator", "run_theory", "value_at_optimum", "value_function",
+           "w1_numeric"]
+
 GP_WEIGHT = 10.0  # lambda of Gulrajani et al. (2017), their default
 # G(z) = z + theta against N(0, 1). theta = 8 puts the supports 4 sigma from their
 # midpoint (overlap ~3e-5 of the mass): "mostly disjoint", the regime of Arjovsky &
 # Bottou's Thm. 2.4. At theta = 4 even the exact D* leaves a saturating gradient of 0.14,
 # larger than an untrained D's, so the vanishing would not show.
 GEN_THETA = 8.0
-
-
-# ---------------------------------------------------------------- pure numerics
-def gaussian_pdf(x: np.ndarray | float, mu: float = 0.0, sigma: float = 1.0) -> np.ndarray:
-    """Density of N(mu, sigma^2) at x (float64)."""
-    u = (np.asarray(x, dtype=np.float64) - mu) / sigma
-    return np.exp(-0.5 * u * u) / (sigma * math.sqrt(2.0 * math.pi))
-
-
-def _on_grid(f: Density, grid: np.ndarray) -> np.ndarray:
-    # Densities may be given as callables or as values already evaluated on `grid`.
-    return np.asarray(f(grid) if callable(f) else f, dtype=np.float64)
-
-
-def optimal_discriminator(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """D*(x) = p(x) / (p(x) + q(x)) from density values (Goodfellow et al., 2014, Prop. 1).
-
-    Where both densities are 0, V does not depend on D; 0.5 is returned there.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    s = p + q
-    return np.divide(p, s, out=np.full_like(s, 0.5), where=s > 0)
-
-
-def value_function(
-    p: Density, q: Density, d: np.ndarray, grid: np.ndarray, one_minus_d: np.ndarray | None = None
-) -> float:
-    """V(D) = integral of p log D + q log(1 - D) over `grid` (trapezoid), 0 log 0 = 0.
-
-    `one_minus_d` may be passed when 1 - D is known more precisely than by subtraction
-    (e.g. sigmoid(-logit) where D rounds to 1).
-    """
-    pv, qv = _on_grid(p, grid), _on_grid(q, grid)
-    omd = 1.0 - np.asarray(d) if one_minus_d is None else one_minus_d
-    return float(trapezoid(xlogy(pv, d) + xlogy(qv, omd), grid))
-
-
-def value_at_optimum(p: Density, q: Density, grid: np.ndarray) -> float:
-    """max_D V: the value function with D* plugged in."""
-    pv, qv = _on_grid(p, grid), _on_grid(q, grid)
-    return value_function(pv, qv, optimal_discriminator(pv, qv), grid,
-                          one_minus_d=optimal_discriminator(qv, pv))
-
-
-def jsd_numeric(p: Density, q: Density, grid: np.ndarray) -> float:
-    """JSD(p || q) = KL(p || m)/2 + KL(q || m)/2 with m = (p + q)/2, in nats (<= log 2)."""
-    pv, qv = _on_grid(p, grid), _on_grid(q, grid)
-    m = 0.5 * (pv + qv)
-    # rel_entr(a, b) = a log(a/b) with the 0 log 0 = 0 convention.
-    return float(trapezoid(0.5 * rel_entr(pv, m) + 0.5 * rel_entr(qv, m), grid))
-
-
-def w1_numeric(cdf_p: Density, cdf_q: Density, grid: np.ndarray) -> float:
-    """Wasserstein-1 in 1-D: the integral of |F_p - F_q| (Vallender, 1974)."""
-    return float(trapezoid(np.abs(_on_grid(cdf_p, grid) - _on_grid(cdf_q, grid)), grid))
+# |V(trained D) - (-log 4 + 2 JSD)| allowed: a 64-unit MLP trained 2000 steps on fresh
+# 1024-draw batches lands within ~1e-3 of the optimum (measured); 1e-2 leaves room for
+# the quick run and other seeds while still failing a D that is clearly not optimal
+# (an uninformed D = 1/2 is 0.27 away here).
+V_TOLERANCE = 1e-2
 
 
 # ---------------------------------------------------------------- training helpers
@@ -159,24 +125,33 @@ def _dstar_experiment(seed: int, steps: int, batch: int) -> tuple[dict[str, floa
     # V integrates over a wider grid so that no density mass is cut off.
     xv = np.linspace(-12.0, 14.0, 2601)
     pv, qv, logit_v = gaussian_pdf(xv), gaussian_pdf(xv, mu_g), _logits(net, xv)
+    v_trained = value_function(pv, qv, expit(logit_v), xv, one_minus_d=expit(-logit_v))
+    formula = -math.log(4.0) + 2.0 * jsd_numeric(pv, qv, xv)
     metrics = {
         "dstar_max_abs_err": float(err.max()),
         "dstar_mean_abs_err": float(err.mean()),
-        "v_trained": value_function(pv, qv, expit(logit_v), xv, one_minus_d=expit(-logit_v)),
+        "v_trained": v_trained,
         "v_optimal": value_at_optimum(pv, qv, xv),
-        "v_optimal_formula": -math.log(4.0) + 2.0 * jsd_numeric(pv, qv, xv),
+        "v_optimal_formula": formula,
+        # The real check of max_D V = -log 4 + 2 JSD: a D found by training, not by the
+        # formula, reaches the formula's value (and D* maximises V, so V_trained <= it).
+        "v_trained_gap_to_formula": formula - v_trained,
+        "v_tolerance": V_TOLERANCE,
+        "v_check_passed": float(abs(formula - v_trained) <= V_TOLERANCE),
     }
     return metrics, np.stack([x[mask], d_trained[mask], d_star[mask]], axis=1)
 
 
 def _identity_experiment() -> dict[str, float]:
-    """max_D V vs -log 4 + 2 JSD for p_g = N(mu, 1), mu in [-4, 6]."""
+    """Quadrature consistency: V integrated at D* vs -log 4 + 2 JSD integrated, for
+    p_g = N(mu, 1), mu in [-4, 6]. The two integrands are equal by algebra, so this tests
+    the numerics (grid, 0 log 0, 1 - D* where D* rounds to 1), not the theorem."""
     x = np.linspace(-20.0, 26.0, 46001)
     p = gaussian_pdf(x)
     diffs = [abs(value_at_optimum(p, gaussian_pdf(x, mu), x)
                  - (-math.log(4.0) + 2.0 * jsd_numeric(p, gaussian_pdf(x, mu), x)))
              for mu in np.linspace(-4.0, 6.0, 41)]
-    return {"identity_max_abs_diff": float(max(diffs))}
+    return {"quadrature_consistency_max_abs_diff": float(max(diffs))}
 
 
 def _disjoint_experiment() -> tuple[dict[str, float], np.ndarray]:
@@ -199,11 +174,45 @@ def _disjoint_experiment() -> tuple[dict[str, float], np.ndarray]:
         "jsd_gap_to_log2": float(LOG2 - jsds[-1]),
         "djsd_dmu_at_one_sigma": float(slopes[0]),  # for contrast: clearly non-zero
         "djsd_dmu_at_max_shift": float(slopes[1]),
-        "w1_at_max_shift": float(w1[-1]),
+        "w1_at_max_shift": float(w1_num[-1]),
+        "w1_closed_form_at_max_shift": float(w1[-1]),
         "w1_numeric_max_abs_err": float(np.abs(w1_num - w1).max()),
         "w1_slope": float(np.polyfit(shifts, w1_num, 1)[0]),
     }
-    return metrics, np.stack([shifts, jsds, w1], axis=1)
+    return metrics, np.stack([shifts, jsds, w1_num, w1], axis=1)
+
+
+def _two_modes(x: np.ndarray) -> np.ndarray:
+    return 0.5 * gaussian_pdf(x, -3.0, 0.5) + 0.5 * gaussian_pdf(x, 3.0, 0.5)
+
+
+def _nonsaturating_experiment() -> tuple[dict[str, float], np.ndarray]:
+    """The identity over a family of p_g, then two p_g for a two-mode p_data: one drops a
+    mode, one covers both but puts a fifth of its mass between them."""
+    x = np.linspace(-16.0, 16.0, 32001)
+    p = gaussian_pdf(x)
+    family = [gaussian_pdf(x, mu, s) for mu in np.linspace(-3.0, 3.0, 7) for s in (0.5, 1.0, 2.0)]
+    family += [0.5 * gaussian_pdf(x, -2.0, 1.0) + 0.5 * gaussian_pdf(x, 2.0, 0.7),
+               0.9 * gaussian_pdf(x, 0.0, 1.0) + 0.1 * gaussian_pdf(x, 4.0, 0.3)]
+    terms = [nonsaturating_terms(p, q, x) for q in family]
+    metrics = {"ns_identity_family_size": float(len(family)),
+               "ns_identity_max_abs_diff": max(abs(t["lhs"] - t["rhs"]) for t in terms)}
+    data = _two_modes(x)
+    candidates = {"drop": gaussian_pdf(x, 3.0, 0.5),
+                  "cover": 0.8 * data + 0.2 * gaussian_pdf(x, 0.0, 0.5)}
+    for name, q in candidates.items():
+        t = nonsaturating_terms(data, q, x)
+        metrics[f"modes_{name}_kl_g_data"] = t["kl_g_data"]
+        metrics[f"modes_{name}_jsd"] = t["jsd"]
+        metrics[f"modes_{name}_kl_minus_2jsd"] = t["kl_g_data"] - 2.0 * t["jsd"]
+        metrics[f"modes_{name}_ns_loss"] = t["lhs"]  # E_{p_g}[-log D*]
+        metrics[f"modes_{name}_minimax_value"] = -math.log(4.0) + 2.0 * t["jsd"]
+    metrics["modes_ns_prefers_drop"] = float(
+        metrics["modes_drop_kl_minus_2jsd"] < metrics["modes_cover_kl_minus_2jsd"])
+    metrics["modes_jsd_prefers_cover"] = float(metrics["modes_cover_jsd"] < metrics["modes_drop_jsd"])
+    keep = slice(None, None, 40)  # 801 rows are plenty for the plot
+    table = np.stack([x[keep], data[keep], candidates["drop"][keep], candidates["cover"][keep]], 1)
+    return metrics, table
 
 
 def _generator_grads(net: nn.Module, critic: nn.Module, theta: float) -> tuple[float, ...]:
@@ -276,7 +285,7 @@ def _write_csv(path: Path, header: list[str], rows: np.ndarray) -> None:
 
 
 def _plots(out_dir: Path, dstar: np.ndarray, sweep: np.ndarray, grads: np.ndarray,
-           m: dict[str, float]) -> None:
+           modes: np.ndarray, m: dict[str, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,7 +308,8 @@ def _plots(out_dir: Path, dstar: np.ndarray, sweep: np.ndarray, grads: np.ndarra
     a1.plot(sweep[:, 0], sweep[:, 1], "b.-", label="JSD")
     a1.axhline(LOG2, color="gray", ls=":", label="log 2")
     a1.set(xlabel="shift of p_g", ylabel="JSD (nats)", title="JSD saturates")
-    a2.plot(sweep[:, 0], sweep[:, 2], "g.-", label="W1 = |shift|")
+    a2.plot(sweep[:, 0], sweep[:, 2], "g.-", label="W1 from the CDFs (numeric)")
+    a2.plot(sweep[:, 0], sweep[:, 3], "k:", label="closed form |shift|")
     a2.set(xlabel="shift of p_g", ylabel="W1", title="W1 keeps growing")
     for a in (a1, a2):
         a.legend()
@@ -318,9 +328,25 @@ def _plots(out_dir: Path, dstar: np.ndarray, sweep: np.ndarray, grads: np.ndarra
     ax.legend(fontsize=8)
     save(fig, "generator_gradients.png")
 
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    a1.fill_between(modes[:, 0], modes[:, 1], color="0.8", label="p_data")
+    a1.plot(modes[:, 0], modes[:, 2], "r-", label="p_g drops a mode")
+    a1.plot(modes[:, 0], modes[:, 3], "b-", label="p_g covers both, 20% between")
+    a1.set(xlim=(-6, 6), xlabel="x", ylabel="density", title="two-mode p_data")
+    a1.legend(fontsize=8)
+    names, pos = ("drops a mode", "covers both"), np.arange(2)
+    a2.bar(pos - 0.2, [m["modes_drop_jsd"], m["modes_cover_jsd"]], 0.4, color="0.5",
+           label="JSD (minimax loss)")
+    a2.bar(pos + 0.2, [m["modes_drop_kl_minus_2jsd"], m["modes_cover_kl_minus_2jsd"]], 0.4,
+           color="b", label="KL(p_g||p_data) - 2 JSD (non-sat.)")
+    a2.set_xticks(pos, names)
+    a2.set(ylabel="nats (lower is preferred)", title="what each loss prefers at D*")
+    a2.legend(fontsize=8)
+    save(fig, "nonsaturating.png")
+
 
 def run_theory(out_dir: Path, seed: int = 0, quick: bool = False) -> dict[str, float]:
-    """Run the four checks, write theory.json, CSVs and PNGs into out_dir, return metrics.
+    """Run the five checks, write theory.json, CSVs and PNGs into out_dir, return metrics.
 
     quick=True (tests) trains for fewer steps on smaller batches; the checks stay real.
     """
@@ -338,14 +364,17 @@ def run_theory(out_dir: Path, seed: int = 0, quick: bool = False) -> dict[str, f
         checkpoints = (0, 10, 50, 200) if quick else (0, 10, 50, 200, 1000, 2000)
         m_grad, grads = _gradient_experiment(seed, checkpoints)
         metrics.update(m_grad)
+        m_ns, modes = _nonsaturating_experiment()
+        metrics.update(m_ns)
     finally:
         torch.set_num_threads(n_threads)
     metrics = {k: float(v) for k, v in metrics.items()}
 
     _write_csv(out_dir / "dstar.csv", ["x", "d_trained", "d_star"], dstar)
-    _write_csv(out_dir / "jsd_w1.csv", ["shift", "jsd", "w1"], sweep)
+    _write_csv(out_dir / "jsd_w1.csv", ["shift", "jsd", "w1", "w1_closed_form"], sweep)
     _write_csv(out_dir / "generator_gradients.csv",
                ["d_steps", "saturating", "nonsaturating", "wasserstein"], grads)
-    _plots(out_dir, dstar, sweep, grads, metrics)
-    write_text(out_dir / "theory.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _write_csv(out_dir / "mode_dropping.csv", ["x", "p_data", "p_g_drop", "p_g_cover"], modes)
+    _plots(out_dir, dstar, sweep, grads, modes, metrics)
+    write_json(out_dir / "theory.json", metrics)
     return metrics

@@ -3,7 +3,17 @@
 Default store: `sqlite:///<project root>/mlflow.db`, artifacts in `<project root>/mlartifacts`.
 The root is the real project even when a queued `dvc exp run` executes in a temporary
 clone (see `util.project_root`), so every experiment lands in the one store the user
-browses with `ganlab ui`. `MLFLOW_TRACKING_URI` overrides it.
+browses with `ganlab ui`. `MLFLOW_TRACKING_URI` overrides it: another SQLite file, a
+database URI (postgresql://...), or a team server (http://host:port, whose artifacts the
+server proxies). Nothing here assumes the local SQLite file.
+
+Three experiments, one per kind of result, because their runs share no columns: a runs
+table or chart that mixes FID of image GANs with mode counts of 2-D toys compares nothing.
+  - `ganlab`: one run per image-variant training (curves, eval/floor metrics, the model);
+  - `ganlab-toy`: the mode-coverage suite, one run per (toy dataset, variant);
+  - `ganlab-theory`: the divergence lab.
+Each is tagged `mlflow.experimentKind=custom_model_development`: MLflow 3 otherwise opens an
+experiment in its GenAI view (traces, token charts) instead of the training runs.
 """
 
 from __future__ import annotations
@@ -12,8 +22,11 @@ import fcntl
 import functools
 import json
 import os
+import socket
 import subprocess
-from collections.abc import Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +34,20 @@ from typing import Any
 from ganlab.util import project_root, write_json
 
 EXPERIMENT = "ganlab"
+TOY = "toy"
+THEORY = "theory"
+IMAGE = "image"
+EXPERIMENTS = {IMAGE: EXPERIMENT, TOY: "ganlab-toy", THEORY: "ganlab-theory"}
+_DESCRIPTIONS = {
+    IMAGE: "Image GAN variants: one run per training, with its curves, progress images, "
+           "judge-space evaluation (eval/*, floor/*) and the generator as an MLflow model.",
+    TOY: "Mode-coverage suite: each variant's loss on 2-D Gaussian mixtures (ring8, grid25).",
+    THEORY: "Divergence lab: D*, max_D V = -log 4 + 2 JSD, vanishing generator gradients.",
+}
+KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+# tags that say which process holds a RUNNING run (so a later training can tell a dead one)
+PID_TAG, HOST_TAG = "ganlab.pid", "ganlab.host"
 
 
 def _quiet_env() -> None:
@@ -41,11 +68,29 @@ def artifact_root() -> str:
     return (project_root() / "mlartifacts").as_uri()
 
 
+def is_server(uri: str) -> bool:
+    """A tracking server (it owns its artifact store and serves its own UI)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store; None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
 @contextmanager
-def _store_lock() -> Iterator[None]:
-    """Serialise creating/upgrading the store: parallel queued experiments would otherwise
-    race on the first schema migration of a new SQLite file."""
-    lock = project_root() / ".mlflow.lock"
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise creating/upgrading a SQLite store: parallel queued experiments would
+    otherwise race on the first schema migration of a new file. The lock sits beside that
+    file. A server or a database server (PostgreSQL) serialises its own clients: no lock."""
+    db = sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = db.parent / f".{db.name}.lock"
     with open(lock, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -54,29 +99,52 @@ def _store_lock() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def client():
-    """An MlflowClient on the project store, with the `ganlab` experiment created.
+def client(experiment: str = IMAGE):
+    """An MlflowClient on the project store and the id of `experiment` (created, tagged).
 
     Cached per process and store: building a client opens the SQLite engine and checks
     the schema, which cost ~0.3 s per call when every epoch's logging made a new one."""
-    return _client(tracking_uri(), artifact_root())
+    return _client(tracking_uri(), artifact_root(), experiment)
 
 
-@functools.lru_cache(maxsize=4)
-def _client(uri: str, artifacts: str):
+@functools.lru_cache(maxsize=8)
+def _client(uri: str, artifacts: str, experiment: str):
     _quiet_env()
     import mlflow
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    with _store_lock():
+    name = EXPERIMENTS[experiment]
+    with _store_lock(uri):
         c = MlflowClient(uri)
-        exp = c.get_experiment_by_name(EXPERIMENT)
+        exp = c.get_experiment_by_name(name)
         if exp is None:
-            exp_id = c.create_experiment(EXPERIMENT, artifact_location=artifacts)
+            # a server puts artifacts where it was told (--artifacts-destination, proxied);
+            # a local path here would make every client write around it
+            try:
+                exp_id = c.create_experiment(
+                    name, artifact_location=None if is_server(uri) else artifacts,
+                    tags={KIND_TAG: TRAINING_KIND, "mlflow.note.content": _DESCRIPTIONS[experiment]})
+            except Exception:  # another client (a parallel queue worker) created it first
+                exp = c.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
         else:
             exp_id = exp.experiment_id
+            if exp.tags.get(KIND_TAG) != TRAINING_KIND:  # a store made before the tag existed
+                c.set_experiment_tag(exp_id, KIND_TAG, TRAINING_KIND)
     return c, exp_id
+
+
+def experiment_url(port: int, experiment: str = IMAGE, host: str = "127.0.0.1") -> str:
+    """The MLflow UI page listing the experiment's training runs.
+
+    MLflow 3.17 opens `#/experiments/<id>` on its GenAI overview whatever the experiment's
+    kind (checked in Chromium); `workflowType=machine_learning` selects the model-training
+    side (Runs, Models, Model registry) that this route then shows."""
+    _, exp_id = client(experiment)
+    return f"http://{host}:{port}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
 
 
 def git_commit() -> str:
@@ -89,28 +157,47 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_tags(variant: str, dataset_hash: str) -> dict[str, str]:
+def run_tags(variant: str, dataset_hash: str, p: Any = None, config_hash: str = "",
+             source: str = "ganlab train") -> dict[str, str]:
+    """Tags a user groups and filters by, plus MLflow's standard source tags.
+
+    `p` (the variant's TrainParams) adds `loss`, `arch` and `kind`; `config_hash` lets a
+    later training recognise a RUNNING run of the same configuration as one it supersedes."""
+    commit = git_commit()
     tags = {
         "variant": variant,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "dataset_sha256": dataset_hash,
         "mlflow.runName": variant,
+        "mlflow.source.name": source if variant in source.split() else f"{source} {variant}",
+        "mlflow.source.type": "LOCAL",
+        # DVC exports these while running an experiment (`dvc exp run`); a plain
+        # `dvc repro` works in the workspace, which is also what `dvc exp show` calls it.
+        "dvc_exp_name": os.environ.get("DVC_EXP_NAME") or "workspace",
     }
-    # DVC exports these while running an experiment (`dvc exp run`).
-    for env, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_baseline_rev")):
-        if os.environ.get(env):
-            tags[tag] = os.environ[env]
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    if p is not None:
+        tags.update({"loss": str(p.loss), "arch": str(p.arch),
+                     "kind": str(getattr(p, "kind", "unconditional") or "unconditional")})
+    if config_hash:
+        tags["config_hash"] = config_hash
     return tags
 
 
-def start_run(variant: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-    c, exp_id = client()
+def start_run(variant: str, params: dict[str, Any], tags: dict[str, str],
+              experiment: str = IMAGE) -> str:
+    c, exp_id = client(experiment)
+    tags = {**tags, **_process_tags()}
     run = c.create_run(exp_id, tags=tags, run_name=tags.get("mlflow.runName", variant))
     from mlflow.entities import Param
 
     items = [Param(k, str(v)) for k, v in sorted(params.items())]
     for i in range(0, len(items), 100):
         c.log_batch(run.info.run_id, params=items[i : i + 100])
+    _active.append(run.info.run_id)
     return run.info.run_id
 
 
@@ -127,7 +214,6 @@ def log_metrics(run_id: str, rows: list[dict[str, float]], step_key: str = "step
     """Log many steps at once (one call per 1000 values) instead of a call per value."""
     if not rows:
         return
-    import time
 
     from mlflow.entities import Metric
 
@@ -155,6 +241,8 @@ def log_artifacts(run_id: str, paths: list[Path], artifact_path: str | None = No
 def set_terminated(run_id: str, status: str = "FINISHED") -> None:
     c, _ = client()
     c.set_terminated(run_id, status)
+    if run_id in _active:
+        _active.remove(run_id)
 
 
 def write_run_file(path: Path, run_id: str) -> None:
@@ -168,3 +256,139 @@ def read_run_file(path: Path) -> str:
 def log_dict(run_id: str, obj: dict, artifact_file: str) -> None:
     c, _ = client()
     c.log_dict(run_id, obj, artifact_file)
+
+
+def last_logged_step(run_id: str, key: str) -> int:
+    """The largest step logged for metric `key` in the run (-1 when none)."""
+    c, _ = client()
+    hist = c.get_metric_history(run_id, key)
+    return max((m.step for m in hist), default=-1)
+
+
+# ---- honest run states ------------------------------------------------------------------
+# Runs this process opened and has not ended: `fail_run_on_error` ends them when a stage
+# raises, so a crash leaves FAILED/KILLED instead of RUNNING forever.
+_active: list[str] = []
+
+
+def _proc_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), so a
+    recycled pid is not mistaken for the process that opened a run; "" when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_tags() -> dict[str, str]:
+    pid = os.getpid()
+    return {PID_TAG: f"{pid}:{_proc_start(pid)}", HOST_TAG: socket.gethostname()}
+
+
+def _process_alive(tag: str | None, host: str | None) -> bool:
+    if not tag:
+        return False
+    if host and host != socket.gethostname():
+        return True  # another machine's process: we cannot tell, so never supersede it
+    pid_s, _, start = tag.partition(":")
+    try:
+        os.kill(int(pid_s), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    return not start or _proc_start(int(pid_s)) == start
+
+
+def supersede_stale_runs(variant: str, config_hash: str, keep: str = "") -> list[str]:
+    """Mark KILLED every RUNNING run of this variant and config whose process is gone.
+
+    A training killed by SIGKILL (or a closed terminal) cannot end its own run; the next
+    training of the same configuration is the first to know it is dead."""
+    c, exp_id = client()
+    runs = c.search_runs(
+        [exp_id],
+        filter_string=(f"attributes.status = 'RUNNING' and tags.variant = '{variant}' "
+                       f"and tags.config_hash = '{config_hash}'"),
+    )
+    killed = []
+    for r in runs:
+        if r.info.run_id == keep or _process_alive(r.data.tags.get(PID_TAG), r.data.tags.get(HOST_TAG)):
+            continue
+        c.set_tag(r.info.run_id, "ganlab.superseded", "its process was gone when a later training "
+                  "of the same variant and config started")
+        c.set_terminated(r.info.run_id, "KILLED")
+        killed.append(r.info.run_id)
+    return killed
+
+
+def reopen(run_id: str) -> None:
+    """A resumed training continues its run: RUNNING again, owned by this process."""
+    c, _ = client()
+    c.update_run(run_id, status="RUNNING")
+    for k, v in _process_tags().items():
+        c.set_tag(run_id, k, v)
+    if "ganlab.failure" in c.get_run(run_id).data.tags:
+        c.delete_tag(run_id, "ganlab.failure")
+    if run_id not in _active:
+        _active.append(run_id)
+
+
+def fail_run_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """End the runs a stage opened when it raises: KILLED on Ctrl-C, FAILED otherwise, with
+    the reason in tag `ganlab.failure`. The exception propagates unchanged."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = list(_active)
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as e:
+            status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
+            reason = f"{type(e).__name__}: {e}"[:4000]
+            for run_id in [r for r in _active if r not in before]:
+                try:
+                    c, _ = client()
+                    c.set_tag(run_id, "ganlab.failure", reason)
+                    set_terminated(run_id, status)
+                except Exception:  # the store itself may be what failed; keep the real error
+                    pass
+            raise
+
+    return wrapper
+
+
+# ---- images and data --------------------------------------------------------------------
+
+def log_image(run_id: str, images: Any, key: str, step: int, nrow: int = 8) -> None:
+    """Log a batch of images in [-1, 1] (N, C, H, W) as one grid at `step`, so the UI's
+    image view can step through training instead of listing loose PNG files."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1),
+                     padding=2, pad_value=0.5)
+    arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    c, _ = client()
+    c.log_image(run_id, arr, key=key, step=int(step), synchronous=True)
+
+
+def log_train_input(run_id: str, meta: dict, data_dir: Path) -> None:
+    """The prepared train split as the run's input dataset, named by the source dataset.
+
+    Digest: the split's sha256 from meta.json, cut to the 36 characters MLflow's dataset
+    table holds (its primary key column; SQLite would accept more, Postgres/MySQL not).
+    The full hash stays in the run tag `dataset_sha256` and the dataset's tag `sha256`."""
+    import numpy as np
+    from mlflow.data import from_numpy
+    from mlflow.entities import DatasetInput, InputTag
+
+    path = (Path(data_dir) / "train.npz").resolve()
+    with np.load(path) as z:
+        images, labels = z["images"], z["labels"]
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": a local file
+        warnings.simplefilter("ignore", UserWarning)
+        ds = from_numpy(images, targets=labels, source=str(path), name=f"{meta['dataset']}-train",
+                        digest=meta["train_sha256"][:36])
+    tags = [InputTag("mlflow.data.context", "training"), InputTag("sha256", meta["train_sha256"])]
+    c, _ = client()
+    c.log_inputs(run_id, [DatasetInput(ds._to_mlflow_entity(), tags)])

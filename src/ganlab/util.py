@@ -16,6 +16,10 @@ class GanlabError(Exception):
     """A user-facing error: printed as one line, exit code 2, nothing written."""
 
 
+class ParamsError(GanlabError):
+    """A params.yaml value that is not allowed (re-exported by ganlab.params)."""
+
+
 def project_root(start: Path | None = None) -> Path:
     """The project root, where dvc.yaml lives.
 
@@ -62,9 +66,43 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+NONFINITE_KEY = "nonfinite"
+
+
+def finite_json(obj: Any) -> Any:
+    """`obj` with every NaN/Infinity float replaced by null, so it is valid JSON (RFC 8259
+    has no NaN; DVC, jq and browsers reject Python's `NaN` token).
+
+    A number is never silently clipped: in a mapping, each key whose value was non-finite
+    is listed under the key `nonfinite` with what it was ("nan", "inf" or "-inf"), e.g.
+    `{"class_kl_reference": null, "nonfinite": {"class_kl_reference": "inf"}}`. Readers
+    treat null as "not a number" (the report prints –; MLflow logging skips it).
+    """
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        out, bad = {}, {}
+        for k, v in obj.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                bad[str(k)] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+            out[k] = finite_json(v)
+        if bad:
+            if NONFINITE_KEY in obj:
+                raise ValueError(f"key {NONFINITE_KEY!r} is reserved for non-finite markers")
+            out[NONFINITE_KEY] = bad
+        return out
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path | str, obj: Any) -> None:
+    """Atomically write `obj` as strict JSON (non-finite numbers: see `finite_json`)."""
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def write_text(path: Path | str, text: str) -> None:

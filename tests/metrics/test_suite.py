@@ -30,6 +30,7 @@ def test_compute_all_returns_every_key_as_float():
     expected = {
         "n_generated",
         "n_reference",
+        "n_prdc_real",
         "fid_judge",
         "kid_judge_mean",
         "kid_judge_std",

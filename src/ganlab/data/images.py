@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ganlab.params import DatasetParams
-from ganlab.util import GanlabError
+from ganlab.util import GanlabError, derive_seed
 
 
 @dataclass
@@ -119,7 +119,18 @@ def load_dataset(p: DatasetParams, seed: int) -> tuple[Split, Split]:
         train, test = load_cifar10(Path(p.root))
     else:  # params validation lists the allowed names; this guards direct callers
         raise GanlabError(f"dataset.name: {p.name!r} is unknown")
-    return stratified_limit(train, p.limit, seed), test
+    train = stratified_limit(train, p.limit, seed)
+    # Every split is shuffled with the seed, whatever order its files have: torchvision's
+    # MNIST test file is ordered (its first 5,000 digits are the easier ones) and CIFAR's
+    # batches are files in a fixed order, while the floor's halves, IS splits and KID
+    # subsets are contiguous chunks that must be exchangeable.
+    return shuffled(train, seed, "train"), shuffled(test, seed, "test")
+
+
+def shuffled(split: Split, seed: int, name: str) -> Split:
+    perm = np.random.default_rng(derive_seed(seed, "prepare", name) % (2**32)).permutation(
+        len(split.labels))
+    return Split(split.images[perm], split.labels[perm])
 
 
 def save_split(path: Path, split: Split) -> None:

@@ -36,16 +36,23 @@ def compute_all(
     k_pr: int = 3,
     k_dc: int = 5,
     seed: int = 0,
+    prdc_seed: int | None = None,
 ) -> dict[str, float]:
     """Every metric as a flat {name: float} dict.
 
-    Always: `n_generated`, `n_reference`, `fid_<x>`, `kid_<x>_mean/_std`,
+    Always: `n_generated`, `n_reference`, `n_prdc_real`, `fid_<x>`, `kid_<x>_mean/_std`,
     `precision_<x>`, `recall_<x>`, `density_<x>`, `coverage_<x>`.
     With `gen_probs`: `is_<x>_mean/_std`; plus, with `num_classes`,
     `classes_covered`, `class_kl_uniform`, `class_entropy` and (with
     `reference_counts`) `class_kl_reference`. With all three pixel arrays:
     the `mem_*` keys of `memorisation`. `ref_probs` is accepted for symmetry
     and currently unused (IS is a property of the generated set alone).
+
+    PRDC compares equal counts, as its published protocols do (Kynkäänniemi et al. 2019
+    and Naeem et al. 2020 both use equally many real and fake samples): when there are
+    more real features than generated ones, a random subset of the real side of the
+    generated count is used (seeded by `prdc_seed`, default `seed`, so two generated sets
+    scored with the same `prdc_seed` meet the same real subset). `n_prdc_real` records it.
     """
     del ref_probs  # see docstring
     x = extractor
@@ -60,7 +67,12 @@ def compute_all(
     out[f"kid_{x}_mean"] = kid_mean
     out[f"kid_{x}_std"] = kid_std
 
-    manifold = prdc(ref_feats, gen_feats, k_pr=k_pr, k_dc=k_dc)
+    prdc_ref = ref_feats
+    if len(ref_feats) > len(gen_feats):
+        rng = np.random.default_rng(seed if prdc_seed is None else prdc_seed)
+        prdc_ref = ref_feats[np.sort(rng.choice(len(ref_feats), len(gen_feats), replace=False))]
+    out["n_prdc_real"] = float(len(prdc_ref))
+    manifold = prdc(prdc_ref, gen_feats, k_pr=k_pr, k_dc=k_dc)
     for name in ("precision", "recall", "density", "coverage"):
         out[f"{name}_{x}"] = manifold[name]
 

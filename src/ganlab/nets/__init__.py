@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -44,14 +47,30 @@ def apply_spectral_norm(module: nn.Module) -> None:
             apply_spectral_norm(child)
 
 
+@contextmanager
+def _read_only(module: nn.Module) -> Iterator[None]:
+    """Read effective weights without side effects: a spectral-norm parametrisation in
+    training mode runs a power-iteration step (and overwrites its u/v buffers) every time
+    `.weight` is read, so a diagnostic read would change training. In eval mode it only
+    divides by the stored estimate."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, was in modes:
+            m.training = was
+
+
 @torch.no_grad()
 def largest_singular_value(module: nn.Module) -> float:
     """Max over D's linear/conv layers of the exact top singular value of the effective weight."""
     best = 0.0
-    for m in module.modules():
-        if isinstance(m, nn.Linear | nn.Conv2d):
-            w = m.weight.flatten(1)
-            best = max(best, float(torch.linalg.matrix_norm(w, ord=2)))
+    with _read_only(module):
+        for m in module.modules():
+            if isinstance(m, nn.Linear | nn.Conv2d):
+                w = m.weight.flatten(1)
+                best = max(best, float(torch.linalg.matrix_norm(w, ord=2)))
     return best
 
 
@@ -66,6 +85,10 @@ class SigmaTracker:
 
     @torch.no_grad()
     def estimate(self, module: nn.Module) -> float:
+        with _read_only(module):
+            return self._estimate(module)
+
+    def _estimate(self, module: nn.Module) -> float:
         best = 0.0
         for i, m in enumerate(x for x in module.modules() if isinstance(x, nn.Linear | nn.Conv2d)):
             w = m.weight.flatten(1)

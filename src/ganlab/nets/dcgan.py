@@ -2,7 +2,11 @@
 
 Guidelines followed: strided (transposed) convolutions instead of pooling, batch norm in G,
 ReLU in G with Tanh output, LeakyReLU(0.2) in D, no hidden fully connected layers beyond
-the projection of z. D's normalisation is chosen per variant (WGAN-GP needs none).
+the projection of z, and the paper's initialisation: "All weights were initialized from a
+zero-centered Normal distribution with standard deviation 0.02" (sec. 4). As in the PyTorch
+DCGAN example, batch-norm scales start at N(1, 0.02) and every bias at 0; the paper's
+"all weights" covers the linear projection of z and D's linear head too.
+D's normalisation is chosen per variant (WGAN-GP needs none).
 """
 
 from __future__ import annotations
@@ -10,6 +14,18 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 _START = {28: 7, 32: 4}  # spatial size after projecting z; doubled until the image size
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al. (2016) initialisation, applied to every submodule of `module`."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
 
 
 def _plan(image_shape: tuple[int, int, int]) -> tuple[int, int]:
@@ -42,6 +58,7 @@ class DCGenerator(nn.Module):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, image_shape[0], 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*layers)
+        dcgan_init(self)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.project(z).view(z.shape[0], self.ch0, self.start, self.start)
@@ -67,6 +84,7 @@ class DCDiscriminator(nn.Module):
             ch *= 2
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(ch * start * start, 1)
+        dcgan_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x).flatten(1)).squeeze(1)

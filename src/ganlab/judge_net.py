@@ -1,10 +1,18 @@
 """The judge: a small CNN digit classifier whose penultimate features and softmax are the
-feature space of the `*_judge` metrics (an MNIST stand-in for Inception, and named so)."""
+feature space of the `*_judge` metrics (an MNIST stand-in for Inception, and named so).
+It lives outside `ganlab.nets` so that stages judge and evaluate do not import the GAN nets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
+
+JUDGE_PATH = Path("models/judge/judge.pt")
+# The UCI domain's own judge (same CNN, trained on the UCI digits): CycleGAN's translations into
+# UCI are scored by a classifier of UCI digits, and their fid_judge_uci in its feature space.
+UCI_JUDGE_PATH = Path("models/judge_uci/judge.pt")
 
 
 class Judge(nn.Module):
@@ -47,3 +55,15 @@ class JudgeExtractor:
             feats.append(f.cpu())
             probs.append(torch.softmax(self.judge.head(f), dim=1).cpu())
         return torch.cat(feats), torch.cat(probs)
+
+
+def load_judge(path: Path = JUDGE_PATH, device: torch.device | None = None) -> Judge:
+    """The trained judge from `ganlab judge` (tensors only: weights_only)."""
+    from ganlab.util import GanlabError
+
+    if not path.exists():
+        raise GanlabError(f"{path}: judge not found (run `ganlab judge` first)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    judge = Judge(blob["in_channels"], blob["num_classes"])
+    judge.load_state_dict(blob["state_dict"])
+    return judge.to(device or "cpu").eval()
