@@ -36,7 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CHILD_TAG = "BENCH_CHILD_RESULT "
 IMAGE_SHAPE = (1, 28, 28)
-SECTIONS = ("peak", "train", "eval", "scaling", "pipeline")
+SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store")
 
 # The four training setups; each is a params.yaml variant (overrides of `training:`).
 CONFIGS: dict[str, dict] = {
@@ -471,8 +471,8 @@ def child_train(spec: dict) -> dict:
 
 def child_eval(spec: dict) -> dict:
     from ganlab.data.images import to_unit_range
+    from ganlab.judge_net import Judge, JudgeExtractor
     from ganlab.metrics import compute_all
-    from ganlab.nets.judge import Judge, JudgeExtractor
     from ganlab.nets.mlp import SeedGenerator
 
     ep = ganlab_params("mlp_b64").evaluate
@@ -704,6 +704,27 @@ def print_report(res: dict) -> None:
                       fmt(r["metrics_s"], ".2f"), fmt(r["total_s"], ".2f"),
                       fmt(r["rss_before_mb"], ".0f"), fmt(r["peak_rss_mb"], ".0f")]
                      for r in sc["eval_vs_samples"]])
+    if res.get("toy_ensemble"):
+        from toy_bench import print_toy
+
+        print_toy(res["toy_ensemble"], print_table, fmt)
+    if res.get("ddp"):
+        d = res["ddp"]
+        print_table("DDP: mlp_b64, global batch 64, 1 torch thread per process (gloo on CPU)",
+                    ["processes", "img/s", "epoch s", "epoch s no_sync", "all-reduce share"],
+                    [[k[0], fmt(d[k]["img_s"], ".0f"), fmt(d[k]["epoch_s"], ".2f"),
+                      fmt(d[k]["epoch_s_no_sync"], ".2f"), fmt(100 * d[k]["allreduce_share"], ".0f") + " %"]
+                     for k in ("1proc", "2proc")])
+    if res.get("store"):
+        st = res["store"]
+        print_table(f"MLflow store: {st['n_runs']} runs x 10 metrics x 20 steps",
+                    ["store", "log s", "search_runs s", "all histories s"],
+                    [[k, fmt(st[k].get("log_s"), ".2f"), fmt(st[k].get("search_runs_s"), ".3f"),
+                      fmt(st[k].get("metric_history_all_s"), ".2f")]
+                     for k in ("sqlite", "server", "postgresql_direct")
+                     if k in st and "skipped" not in st[k]])
+        if "skipped" in st.get("server", {}):
+            print(f"server: skipped ({st['server']['skipped']})")
     if res.get("pipeline"):
         pl = res["pipeline"]
         rows = [[s["stage"], fmt(s["seconds"], ".1f"), str(s["returncode"])]
@@ -789,8 +810,25 @@ def main(argv: list[str] | None = None) -> int:
             section("eval", lambda: bench_eval(sizes, args.threads, data))
         if "scaling" in sections:
             section("scaling", lambda: bench_scaling(sizes, args.threads, data, res.get("eval")))
+        if "toy_ensemble" in sections:
+            from toy_bench import bench_toy_ensemble
+
+            if "peak" not in res:
+                section("peak", lambda: matmul_peak(sizes.peak_n, sizes.peak_reps))
+            section("toy_ensemble", lambda: bench_toy_ensemble(REPO, args.quick, res["peak"]["gflops"],
+                                                                   count_flops))
     if "pipeline" in sections:
         section("pipeline", lambda: bench_pipeline(args.pipeline_dry))
+    if sections & {"ddp", "store"}:
+        sys.path.insert(0, str(REPO))  # tests.servers: the PostgreSQL / mlflow server helpers
+        import scale
+
+        if "ddp" in sections:
+            with tempfile.TemporaryDirectory(prefix="ganlab-bench-") as tmp:
+                save_images(Path(tmp) / "mnist.npz")
+                section("ddp", lambda: scale.bench_ddp(str(Path(tmp) / "mnist.npz"), args.quick))
+        if "store" in sections:
+            section("store", lambda: scale.bench_store(args.quick))
     res["meta"]["bench_seconds"] = time.perf_counter() - t_start
 
     out.parent.mkdir(parents=True, exist_ok=True)
