@@ -6,17 +6,12 @@ MLFLOW_TRACKING_URI=http://127.0.0.1:<port>. Checked through MLflow's API."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import servers
-from tests.conftest import REPO, tiny_params_dict, write_params
+from tests.e2e import copy_project, run_queue
 
 pytestmark = pytest.mark.slow
 
@@ -33,40 +28,12 @@ def server(tmp_path_factory):
         yield uri, arts
 
 
-def sh(args, cwd, uri, timeout=1500):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
-    env.pop("DVC_ROOT", None)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert out.returncode == 0, f"{args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout + out.stderr
-
-
 @pytest.fixture(scope="module")
 def project(server, tmp_path_factory):
     """A fresh copy of the repo (tracked files), one tiny variant, `dvc repro` against the server."""
     uri, _ = server
     root = tmp_path_factory.mktemp("proj")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if f.startswith(("tests/", "bench/")) or not (REPO / f).exists():
-            continue
-        (root / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, root / f)
-    raw = tiny_params_dict()
-    raw["variants"] = {"gan": {"loss": "nonsaturating"}}
-    write_params(root / "params.yaml", raw)
-    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
-    dvc.pop("plots", None)  # it names the default variants
-    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    sh(["git", "init", "-q"], root, uri)
-    sh([*git, "add", "-A"], root, uri)
-    sh([*git, "commit", "-qm", "init"], root, uri)
-    sh(["dvc", "repro"], root, uri)
-    sh([*git, "add", "-A"], root, uri)
-    sh([*git, "commit", "-qm", "repro"], root, uri)
+    copy_project(root, {"gan": {"loss": "nonsaturating"}}, uri)
     return root
 
 
@@ -99,10 +66,17 @@ def test_repro_logs_every_stage_into_the_server(server, project):
     import mlflow
     import mlflow.artifacts
 
+    # models:/ URIs resolve through the registry, here the server; the process-wide URIs go
+    # back afterwards (later tests in this process must not talk to a stopped server)
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)  # models:/ URIs resolve through the registry, here the server
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/ganlab-gan/{version.version}",
-                                                dst_path=str(project / ".dl"))
+    mlflow.set_registry_uri(uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/ganlab-gan/{version.version}", dst_path=str(project / ".dl"))
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
     assert (Path(local) / "MLmodel").exists()
     assert list(arts.rglob("MLmodel"))
     # nothing assumed a local SQLite store
@@ -112,16 +86,7 @@ def test_repro_logs_every_stage_into_the_server(server, project):
 
 def test_two_queued_experiments_log_into_the_server(server, project):
     uri, _ = server
-    for loss in ("least_squares", "hinge"):
-        sh(["dvc", "exp", "run", "--queue", "-S", f"variants.gan.loss={loss}"], project, uri)
-    sh(["dvc", "queue", "start", "-j", "2"], project, uri)
-    sh([sys.executable, "-c", "import time,subprocess,sys\n"
-        "for _ in range(900):\n"
-        "    s = subprocess.run(['dvc','queue','status'],capture_output=True,text=True).stdout\n"
-        "    if 'Running' not in s and 'Queued' not in s: sys.exit(0)\n"
-        "    time.sleep(2)\n"
-        "sys.exit(1)"], project, uri, timeout=2000)
-    status = sh(["dvc", "queue", "status"], project, uri)
+    status = run_queue(project, ("least_squares", "hinge"), uri)
     assert "Failed" not in status, status
     c, _, runs = _runs(uri)
     queued = [r for r in runs if r.data.tags["variant"] == "gan" and "suite" not in r.data.tags

@@ -31,3 +31,20 @@ def test_ui_defers_to_a_tracking_server(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "http://127.0.0.1:5999" in out.stdout and "mlflow ui" not in out.stdout
+
+
+def test_the_client_points_tracking_and_registry_at_the_project_store(in_tmp, monkeypatch):
+    """A registry URI some earlier code left set (once: a stopped test server, in CI) must not
+    decide where a generator gets registered. MLflow's setters also export MLFLOW_*_URI."""
+    import mlflow
+
+    store = os.environ["MLFLOW_TRACKING_URI"]
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # restored after the test
+    mlflow.set_tracking_uri("http://127.0.0.1:9")
+    mlflow.set_registry_uri("http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # the store this project asks for
+    c, _ = tracking.client()
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == tracking.tracking_uri()
+    assert tracking.tracking_uri().startswith("sqlite:///")
+    c.create_registered_model("probe")  # answered by the project's SQLite store
+    assert [m.name for m in c.search_registered_models()] == ["probe"]

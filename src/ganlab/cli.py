@@ -303,6 +303,7 @@ def generate(
     from ganlab.tracking import tracking_uri as store_uri
 
     mlflow.set_tracking_uri(store_uri())
+    mlflow.set_registry_uri(store_uri())  # models:/ names resolve in the project's registry
     images = mlmodel.generate(model, n, seed=seed)
     mlmodel.write_images(images, out, nrow=nrow)
     typer.echo(f"generate: {len(images)} images from {model} -> {out}")

@@ -103,20 +103,26 @@ def client(experiment: str = IMAGE):
     """An MlflowClient on the project store and the id of `experiment` (created, tagged).
 
     Cached per process and store: building a client opens the SQLite engine and checks
-    the schema, which cost ~0.3 s per call when every epoch's logging made a new one."""
-    return _client(tracking_uri(), artifact_root(), experiment)
+    the schema, which cost ~0.3 s per call when every epoch's logging made a new one.
+    MLflow's fluent API (model logging and registration) is pointed at the same store on
+    every call, registry included: a registry URI left behind by earlier code in the process
+    would otherwise register models somewhere else."""
+    _quiet_env()
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return _client(uri, artifact_root(), experiment)
 
 
 @functools.lru_cache(maxsize=8)
 def _client(uri: str, artifacts: str, experiment: str):
-    _quiet_env()
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(uri)
     name = EXPERIMENTS[experiment]
     with _store_lock(uri):
-        c = MlflowClient(uri)
+        c = MlflowClient(uri, registry_uri=uri)
         exp = c.get_experiment_by_name(name)
         if exp is None:
             # a server puts artifacts where it was told (--artifacts-destination, proxied);
