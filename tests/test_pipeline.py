@@ -5,55 +5,21 @@ MLflow's own API."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_params_dict, write_params
+from tests.e2e import copy_project, run_queue, sh
 
 pytestmark = pytest.mark.slow
-
-
-def sh(args, cwd, timeout=900):
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("DVC_ROOT", None)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert out.returncode == 0, f"{args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout + out.stderr
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A fresh clone-like copy of the repo (tracked files only) with tiny params."""
     root = tmp_path_factory.mktemp("proj")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if f.startswith(("tests/", "bench/")) or not (REPO / f).exists():
-            continue
-        (root / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, root / f)
-    raw = tiny_params_dict()
-    raw["variants"] = {"minimax": {"loss": "minimax"}, "gan": {"loss": "nonsaturating"}}
-    write_params(root / "params.yaml", raw)
-    # the plots section names the default variants; keep only the two tiny ones
-    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
-    dvc.pop("plots", None)
-    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
-    sh(["git", "init", "-q"], root)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
-    out = sh(["dvc", "repro"], root)
-    # what DVC asks a user to do after a repro: track the lock (the baseline for `dvc exp`)
-    sh(["git", "add", "-A"], root)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], root)
+    out = copy_project(root, {"minimax": {"loss": "minimax"}, "gan": {"loss": "nonsaturating"}})
     return root, out
 
 
@@ -140,16 +106,7 @@ def test_exp_run_with_changed_loss_reruns_only_that_variant(project):
 
 def test_queued_experiments_log_into_the_project_store(project):
     root, _ = project
-    for loss in ("least_squares", "minimax"):
-        sh(["dvc", "exp", "run", "--queue", "-S", f"variants.gan.loss={loss}"], root)
-    sh(["dvc", "queue", "start", "-j", "2"], root)
-    sh([sys.executable, "-c", "import time,subprocess,sys\n"
-        "for _ in range(600):\n"
-        "    s = subprocess.run(['dvc','queue','status'],capture_output=True,text=True).stdout\n"
-        "    if 'Running' not in s and 'Queued' not in s: sys.exit(0)\n"
-        "    time.sleep(2)\n"
-        "sys.exit(1)"], root, timeout=1300)
-    status = sh(["dvc", "queue", "status"], root)
+    status = run_queue(root, ("least_squares", "minimax"))
     assert "Failed" not in status, status
     _, runs = _mlflow_runs(root)
     gan_losses = sorted(r.data.params["loss"] for r in runs if r.data.tags["variant"] == "gan")
