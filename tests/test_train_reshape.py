@@ -54,9 +54,13 @@ def test_unconditional_variants_unchanged_by_the_reshape(name):
     finally:
         torch.set_num_threads(threads)
     want = GOLDEN[name]
+    # The golden run used AVX2 kernels; an AVX-512 CPU sums in another order, which moves
+    # the per-tensor weight sums by up to 6e-4 after two epochs (measured) and the logged
+    # rows by up to 2e-5 relative. Any change to the loop itself moves them by orders more
+    # (gan vs minimax: 30 in the weight sums).
     assert got["g_step"] == want["g_step"]
-    assert got["g"] == pytest.approx(want["g"], rel=1e-6, abs=1e-6)
-    assert got["d"] == pytest.approx(want["d"], rel=1e-6, abs=1e-6)
+    assert got["g"] == pytest.approx(want["g"], rel=1e-4, abs=2e-3)
+    assert got["d"] == pytest.approx(want["d"], rel=1e-4, abs=2e-3)
     assert [sorted(r) for r in got["rows"]] == [sorted(r) for r in want["rows"]]
     for a, b in zip(got["rows"], want["rows"]):
-        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
