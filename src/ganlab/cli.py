@@ -121,7 +121,8 @@ def train(variant: str, params_path: Path = PARAMS) -> None:
         os.execv(sys.executable, argv)
     from ganlab.train import run_train
 
-    run_train(params, variant, echo=typer.echo)
+    for seed in params.seeds:  # one model per training seed, the first one the reference
+        run_train(params, variant, echo=typer.echo, seed=seed)
 
 
 @app.command()
@@ -129,9 +130,13 @@ def train(variant: str, params_path: Path = PARAMS) -> None:
 def sample(variant: str, params_path: Path = PARAMS) -> None:
     """Write VARIANT's sample grid, evaluation samples and latent interpolation."""
     params = _setup(params_path, variant)
-    from ganlab.sample import run_sample
+    from ganlab.sample import load_generator, run_sample
+    from ganlab.util import resolve_device
 
-    run_sample(params, variant, echo=typer.echo)
+    for seed in params.seeds:  # every seed's generator must exist before anything is written
+        load_generator(params, variant, resolve_device("cpu"), seed)
+    for seed in params.seeds:
+        run_sample(params, variant, echo=typer.echo, seed=seed)
 
 
 @app.command()

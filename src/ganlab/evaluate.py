@@ -34,6 +34,57 @@ SAMPLE_FILES = {"unconditional": "samples.npz", "conditional": "samples.npz",
                 "cycle": "translations.npz"}
 
 
+def _score(params: Params, variant: str, samples_path: Path, ext, inception, ref: References,
+           train, test, device) -> dict:
+    """Every metric of one seed's samples (the same N and references for every seed)."""
+    p = params.variant(variant)
+    if p.kind == "cycle":
+        from ganlab.evaluate_kinds import evaluate_cycle
+
+        return evaluate_cycle(params, variant, samples_path, ext, train, test, device)
+    with np.load(samples_path) as z:
+        samples = z["images"]
+        labels = z["labels"] if p.kind == "conditional" else None
+    if len(samples) < ref.n:
+        raise GanlabError(f"{samples_path}: {len(samples)} samples, fewer than N={ref.n} "
+                          f"(rerun `ganlab sample {variant}`)")
+    metrics = score_all_extractors(params, ext, inception, samples[: ref.n], ref, variant)
+    if labels is not None:
+        from ganlab.evaluate_kinds import evaluate_conditional
+
+        metrics.update(evaluate_conditional(params, ext, samples, labels, train, test))
+    return metrics
+
+
+# references every seed shares (ceilings, floors, sample counts): one value, no interval
+_SHARED = ("judge_test_accuracy", "judge_uci_test_accuracy", "chance", "n_fid",
+           "intra_fid_n_per_class")
+
+
+def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
+    """One seed: its metrics, unchanged. Several: each metric's mean over seeds under its own
+    name, `<metric>_ci95` (half-width of the Student-t 95% interval), `n_seeds`, and every
+    seed's values under `seeds.<s>` (what the report's Welch tests read)."""
+    from ganlab.stats import mean_ci
+
+    seeds = list(per_seed)
+    if len(seeds) == 1:
+        return per_seed[seeds[0]]
+    out: dict = {}
+    for k, v in per_seed[seeds[0]].items():
+        vals = [per_seed[s].get(k) for s in seeds]
+        shared = k in _SHARED or "floor" in k or k.endswith("_untranslated")
+        if shared or not all(isinstance(x, int | float) for x in vals):
+            out[k] = v
+            continue
+        ci = mean_ci(vals)
+        out[k] = round(ci["mean"], 6)
+        out[f"{k}_ci95"] = None if ci["half_width"] is None else round(ci["half_width"], 6)
+    out["n_seeds"] = len(seeds)
+    out["seeds"] = {str(s): per_seed[s] for s in seeds}
+    return out
+
+
 def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepared"),
                  echo=print) -> dict:
     from ganlab import tracking
@@ -42,9 +93,12 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepa
     p = params.variant(variant)
     device = resolve_device(params.device)
     inception = inception_extractor(params, device)  # a bad weights path fails before work
-    samples_path = Path("samples") / variant / SAMPLE_FILES[p.kind]
-    if not samples_path.exists():
-        raise GanlabError(f"{samples_path}: samples not found (run `ganlab sample {variant}`)")
+    paths = {seed: Path("samples") / variant / params.seed_dir(seed) / SAMPLE_FILES[p.kind]
+             for seed in params.seeds}
+    for seed, path in paths.items():
+        if not path.exists():
+            raise GanlabError(f"{path}: samples of training seed {seed} not found "
+                              f"(run `ganlab sample {variant}`)")
     run_file = Path("models/variants") / variant / "mlflow_run.json"
     if not run_file.exists():
         raise GanlabError(f"{run_file}: not found (run `ganlab train {variant}` first)")
@@ -56,22 +110,9 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepa
     if p.kind != "cycle":
         check_floor_n(floor, ref.n, variant)  # before any work: a floor of another N compares nothing
     ext = JudgeExtractor(load_judge(device=device), device)
-    if p.kind == "cycle":
-        from ganlab.evaluate_kinds import evaluate_cycle
-
-        metrics = evaluate_cycle(params, variant, samples_path, ext, train, test, device)
-    else:
-        with np.load(samples_path) as z:
-            samples = z["images"]
-            labels = z["labels"] if p.kind == "conditional" else None
-        if len(samples) < ref.n:
-            raise GanlabError(f"{samples_path}: {len(samples)} samples, fewer than N={ref.n} "
-                              f"(rerun `ganlab sample {variant}`)")
-        metrics = score_all_extractors(params, ext, inception, samples[: ref.n], ref, variant)
-        if labels is not None:
-            from ganlab.evaluate_kinds import evaluate_conditional
-
-            metrics.update(evaluate_conditional(params, ext, samples, labels, train, test))
+    per_seed = {seed: _score(params, variant, path, ext, inception, ref, train, test, device)
+                for seed, path in paths.items()}
+    metrics = aggregate_seeds(per_seed)
     write_json(Path("metrics/eval") / f"{variant}.json", metrics)
 
     run_id = tracking.read_run_file(run_file)
@@ -92,6 +133,11 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = Path("data/prepa
     rows = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
     rows.update({f"floor/{k}": v for k, v in floor.items() if isinstance(v, int | float)})
     tracking.log_metrics(run_id, [{"step": 0, **rows}])
+    for seed in params.seeds[1:]:  # each replica seed's own numbers go to its own training run
+        seed_run = Path("models/variants") / variant / params.seed_dir(seed) / "mlflow_run.json"
+        if seed_run.exists() and tracking.run_exists(rid := tracking.read_run_file(seed_run)):
+            tracking.log_metrics(rid, [{"step": 0, **{f"eval/{k}": v for k, v in per_seed[seed].items()
+                                                      if isinstance(v, int | float)}}])
     out = Path("samples") / variant
     tracking.log_artifacts(run_id, [out / "grid.png", out / "interpolation.png"], "samples")
     if new_run:

@@ -290,7 +290,11 @@ class DistributedParams:
 
 @dataclass(frozen=True)
 class Params:
+    # the data split, the judge and every evaluation draw (sample latents, real subsets)
     seed: int = 0
+    # training seeds: every image variant trains one model per seed; the first is the
+    # variant's reference model (grids, plots, registered model), metrics give mean ± 95% CI
+    seeds: tuple[int, ...] = (0,)
     device: str = "auto"
     # multiplies every variant's epochs and the toy suite's steps: one flag for a bigger study
     budget_scale: float = 1.0
@@ -303,6 +307,20 @@ class Params:
     distributed: DistributedParams = field(default_factory=DistributedParams)
     variants: dict[str, TrainParams] = field(default_factory=dict)
     toy: ToySuiteParams = field(default_factory=ToySuiteParams)
+
+    def training_seed(self, seed: int | None = None) -> int:
+        """`seed` if it is one of `seeds` (else an error), the first training seed for None."""
+        if seed is None:
+            return self.seeds[0]
+        self.seed_dir(seed)
+        return seed
+
+    def seed_dir(self, seed: int) -> Path:
+        """Where seed `seed`'s outputs sit inside a variant's folders: the first seed's at
+        the top (models/variants/<V>/, samples/<V>/), each other one under seeds/<seed>/."""
+        if seed not in self.seeds:
+            raise ParamsError(f"seed {seed} is not in seeds: {list(self.seeds)}")
+        return Path() if seed == self.seeds[0] else Path("seeds") / str(seed)
 
     def variant(self, name: str) -> TrainParams:
         if name not in self.variants:
@@ -409,6 +427,8 @@ def parse_params(raw: Any) -> Params:
     params.monitor.check("monitor")
     params.distributed.check("distributed")
     _positive("budget_scale", params.budget_scale)
+    if len(set(params.seeds)) != len(params.seeds) or min(params.seeds) < 0:
+        raise ParamsError(f"seeds: {list(params.seeds)} must be distinct integers >= 0")
     if params.device != "auto" and not re.match(r"^(cpu|cuda(:\d+)?|mps)$", params.device):
         raise ParamsError(f"device: {params.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     if not isinstance(variants_raw, dict) or not variants_raw:

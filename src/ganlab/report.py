@@ -34,6 +34,60 @@ def _fmt(fmt: str, v) -> str:
     return "–" if v is None else fmt.format(v)
 
 
+def _pm(fmt: str, ev: dict, key: str) -> str:
+    """A metric as the evaluation wrote it: 'mean ± half-width' (95% t-interval over training
+    seeds) when it has one, else the single value."""
+    half = ev.get(f"{key}_ci95")
+    return _fmt(fmt, ev.get(key)) + (f" ± {fmt.format(half)}" if half is not None else "")
+
+
+# the seeds section: (title, key, format, lower is better)
+SEED_COLUMNS = [("fid_judge", "fid_judge", "{:.2f}", True), ("precision", "precision_judge", "{:.3f}", False),
+                ("recall", "recall_judge", "{:.3f}", False), ("classes", "classes_covered", "{:.1f}", False)]
+ALPHA = 0.05
+
+
+def _seeds_section(params: Params, rows: list) -> list[str]:
+    """Mean ± 95% CI per metric over training seeds, and which variants differ from `gan`
+    beyond seed noise (Welch's t-test)."""
+    from ganlab.stats import fmt_ci, mean_ci, welch
+
+    seeds = list(params.seeds)
+    lines = ["## Seeds", ""]
+    if len(seeds) == 1:
+        return lines + [
+            f"One training seed ({seeds[0]}): every number above is one training, with no interval "
+            "and no test of whether two variants differ beyond seed noise (Lucic et al. 2018 found "
+            "seed variance often exceeds the differences between losses). For means with 95% "
+            "intervals and Welch's tests: `dvc exp run -S 'seeds=[0,1,2]'`.", ""]
+
+    def values(ev: dict, key: str) -> list[float]:
+        return [float("nan") if ev["seeds"][str(s)].get(key) is None else ev["seeds"][str(s)][key]
+                for s in seeds]
+
+    base = next((r for r in rows if r[0] == "gan"), None)
+    lines += [
+        f"Training seeds {seeds} (n = {len(seeds)}), every variant at its stated budget. Each cell: "
+        "mean ± half-width of the 95% Student-t interval over seeds. Against **gan**: the "
+        "difference of fid_judge means and Welch's two-sided t-test (unequal variances) over seeds; "
+        f"**differs** when p < {ALPHA} (no correction for the number of variants compared).", "",
+        "| variant | " + " | ".join(f"{t} {'↓' if low else '↑'}" for t, _, _, low in SEED_COLUMNS)
+        + " | Δ fid_judge vs gan | Welch p | beyond seed noise? |",
+        "|---|" + "---|" * (len(SEED_COLUMNS) + 3)]
+    for name, _p, ev, _t in rows:
+        if "seeds" not in ev:
+            continue
+        cells = [fmt_ci(mean_ci(values(ev, k)), f) for _, k, f, _ in SEED_COLUMNS]
+        if base is None or name == "gan":
+            cells += ["–", "–", "(baseline)" if name == "gan" else "no gan variant"]
+        else:
+            w = welch(values(ev, "fid_judge"), values(base[2], "fid_judge"))
+            verdict = "–" if w["p"] is None else ("**differs**" if w["p"] < ALPHA else "no")
+            cells += [_fmt("{:+.2f}", w["diff"]), _fmt("{:.3g}", w["p"]), verdict]
+        lines.append(f"| **{name}** | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _curves_png(params: Params, out: Path) -> Path | None:
     import csv
 
@@ -82,8 +136,8 @@ def _conditional_section(params: Params, judge: dict) -> list[str]:
         p, ev, c = params.variants[n], evals[n], params.variants[n].conditional
         lines.append(
             f"| **{n}** | {p.arch} | {c.g_cond} | {c.d_cond} | {c.mismatch:g} | {p.loss} | "
-            f"{ev['conditional_accuracy']:.3f} ({ev['judge_test_accuracy']:.3f}) | "
-            f"{ev['intra_fid_judge_mean']:.2f} ({ev['intra_fid_floor_mean']:.2f}) | "
+            f"{_pm('{:.3f}', ev, 'conditional_accuracy')} ({ev['judge_test_accuracy']:.3f}) | "
+            f"{_pm('{:.2f}', ev, 'intra_fid_judge_mean')} ({ev['intra_fid_floor_mean']:.2f}) | "
             f"{ev['fid_judge']:.3f} | [rows = digits 0-9](../samples/{n}/grid.png) |")
     k = int(evals[names[0]].get("intra_fid_n_per_class", 0))
     lines += ["", f"Per class (n = {k} per class):", "",
@@ -120,8 +174,10 @@ def _cycle_section(params: Params) -> list[str]:
         c = p.cycle
         lines.append(
             f"| **{n}** | {p.loss} | {c.lambda_cycle:g} | {c.identity:g} | {c.pool_size} | "
-            f"{ev['preserve_mnist_to_uci']:.3f} ({ev['preserve_mnist_to_uci_untranslated']:.3f}) | "
-            f"{ev['preserve_uci_to_mnist']:.3f} ({ev['preserve_uci_to_mnist_untranslated']:.3f}) | "
+            f"{_pm('{:.3f}', ev, 'preserve_mnist_to_uci')} "
+            f"({ev['preserve_mnist_to_uci_untranslated']:.3f}) | "
+            f"{_pm('{:.3f}', ev, 'preserve_uci_to_mnist')} "
+            f"({ev['preserve_uci_to_mnist_untranslated']:.3f}) | "
             f"{ev['cycle_l1_mnist']:.3f} / {ev['cycle_l1_uci']:.3f} | "
             f"{ev['fid_judge_uci_translated']:.2f} ({ev['fid_judge_uci_floor']:.2f}) | "
             f"{ev['fid_judge_mnist_translated']:.2f} ({ev['fid_judge_mnist_floor']:.2f}) | "
@@ -218,7 +274,11 @@ def run_report(params: Params, echo=print) -> Path:
         "at random (seeded; the same draw for every row). FID and KID use every training "
         "image. `mem ratio` is the median of (distance to nearest training image) / "
         "(distance to nearest held-out image) over the same held-out half for every row; "
-        "well below 1 flags copying. A – is a value that is missing or not finite.",
+        "well below 1 flags copying. A – is a value that is missing or not finite. "
+        + (f"Each variant trained {len(params.seeds)} seeds {list(params.seeds)}: a cell is the mean "
+           "± the half-width of its 95% Student-t interval over them (see Seeds); grids, curves "
+           f"and train seconds are seed {params.seeds[0]}'s." if len(params.seeds) > 1 else
+           f"One training seed ({params.seeds[0]})."),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -233,13 +293,14 @@ def run_report(params: Params, echo=print) -> Path:
             extras.append(f"noise={p.instance_noise.std}/{p.instance_noise.anneal}")
         cells = [f"**{name}**", p.loss, p.arch, str(p.epochs), str(p.n_critic),
                  " ".join(extras) or "–"]
-        cells += [_fmt(f, ev.get(k)) for _, k, f in COLUMNS]
+        cells += [_pm(f, ev, k) for _, k, f in COLUMNS]
         cells += [f"{timing['train_seconds']:.0f}",
                   f"[grid](../samples/{name}/grid.png) · [interp](../samples/{name}/interpolation.png)"
                   f" · [progress](../models/variants/{name}/progress/)"]
         lines.append("| " + " | ".join(cells) + " |")
     curves = _curves_png(params, Path("metrics/report_curves.png"))
-    lines += ["", "## Training curves", "", f"![curves]({curves.name})", ""]
+    lines += ["", *_seeds_section(params, rows)]
+    lines += ["## Training curves", "", f"![curves]({curves.name})", ""]
     lines += _conditional_section(params, judge)
     lines += _cycle_section(params)
     lines += quality_section(params)

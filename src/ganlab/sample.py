@@ -16,9 +16,12 @@ from ganlab.util import GanlabError, atomic_path, derive_seed, resolve_device
 SAMPLES_DIR = Path("samples")
 
 
-def load_generator(params: Params, variant: str, device: torch.device) -> torch.nn.Module:
-    """The variant's sampler: G(z), G(z, y) (conditional) or the CyclePair (cycle)."""
-    path = Path("models/variants") / variant / "generator.pt"
+def load_generator(params: Params, variant: str, device: torch.device,
+                   seed: int | None = None) -> torch.nn.Module:
+    """The variant's sampler: G(z), G(z, y) (conditional) or the CyclePair (cycle), of
+    training seed `seed` (default: the first of `seeds`)."""
+    sub = params.seed_dir(params.training_seed(seed))
+    path = Path("models/variants") / variant / sub / "generator.pt"
     if not path.exists():
         raise GanlabError(f"{path}: generator not found (run `ganlab train {variant}` first)")
     blob = torch.load(path, map_location="cpu", weights_only=False)
@@ -61,13 +64,21 @@ def save_grid(images: Tensor, path: Path, nrow: int) -> None:
                    padding=2, pad_value=0.5)
 
 
+def run_sample(params: Params, variant: str, echo=print, seed: int | None = None) -> dict:
+    """Samples of training seed `seed` (default: the first of `seeds`): the first seed's in
+    samples/<V>/, each other seed's in samples/<V>/seeds/<s>/. Every seed draws the same
+    latents (seeded by `seed:`, not by the training seed), so seeds differ only by training."""
+    device = resolve_device(params.device)
+    seed = params.training_seed(seed)
+    g = load_generator(params, variant, device, seed)
+    return _sample_one(params, variant, g, device, SAMPLES_DIR / variant / params.seed_dir(seed), echo)
+
+
 @torch.no_grad()
-def run_sample(params: Params, variant: str, echo=print) -> dict:
+def _sample_one(params: Params, variant: str, g: torch.nn.Module, device: torch.device,
+                out: Path, echo) -> dict:
     sp = params.sample
     p = params.variant(variant)
-    device = resolve_device(params.device)
-    g = load_generator(params, variant, device)
-    out = SAMPLES_DIR / variant
     if p.kind != "unconditional":
         from ganlab.sample_kinds import sample_conditional, sample_cycle
 

@@ -600,17 +600,22 @@ def _eval_grid(trainer: Trainer, z: Tensor) -> Tensor:
 
 @_tracking.fail_run_on_error  # a raising training ends its MLflow run FAILED (KILLED on Ctrl-C)
 def run_train(params: Params, variant: str, data_dir: Path = Path("data/prepared"),
-              echo=print) -> dict:
-    """Train one variant; resume from its checkpoint when one for this exact config exists.
+              echo=print, seed: int | None = None) -> dict:
+    """Train one variant with training seed `seed` (default: the first of `seeds`); resume
+    from its checkpoint when one for this exact config exists.
 
-    Outputs: models/variants/<V>/ (generator.pt, progress grids, mlflow_run.json,
-    timing.json), metrics/curves/<V>.csv (plots) and metrics/train/<V>.json (metrics).
+    Outputs of the first seed: models/variants/<V>/ (generator.pt, progress grids,
+    mlflow_run.json, timing.json), metrics/curves/<V>.csv (plots), metrics/train/<V>.json
+    (metrics). Every other seed writes all of its outputs under models/variants/<V>/seeds/<s>/.
     """
     from ganlab import distributed
     from ganlab.data.images import load_meta
     from ganlab.util import resolve_device
 
     p = params.variant(variant)
+    seed = params.training_seed(seed)  # a seed outside `seeds` is refused before any work
+    # the training seeds everything the kinds draw (init, batches, noise): derive_seed(seed, ...)
+    params = dataclasses.replace(params, seed=seed)
     base_device = resolve_device(params.device)
     meta = load_meta(data_dir)
     dist = distributed.init(base_device)
@@ -666,12 +671,16 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
         run_params = {**flatten(p), "seed": params.seed, "variant": variant,
                       "dataset": meta["dataset"], "n_train": meta["n_train"],
                       **({"world_size": dist.world_size} if dist.active else {})}
-        state.run_id = tracking.start_run(
-            variant, run_params, tracking.run_tags(variant, meta["train_sha256"], p, cfg)
-        )
+        tags = tracking.run_tags(variant, meta["train_sha256"], p, cfg)
+        tags["seed"] = str(params.seed)
+        if params.seed_dir(params.seed) != Path():  # a replica seed: named apart in the UI
+            tags["mlflow.runName"] = f"{variant}-seed{params.seed}"
+        state.run_id = tracking.start_run(variant, run_params, tags)
         tracking.log_dict(state.run_id, dataclasses.asdict(p), "params/variant.yaml")
         tracking.log_train_input(state.run_id, meta, data_dir)
-    out_dir = VARIANTS_DIR / variant
+    sub = params.seed_dir(params.seed)
+    first_seed = sub == Path()
+    out_dir = VARIANTS_DIR / variant / sub
     progress_dir = out_dir / "progress"
     progress_dir.mkdir(parents=True, exist_ok=True)
     fixed_z = grid_noise(params, variant, 64, p.latent_dim).to(device)
@@ -718,11 +727,15 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
                                          "device": str(device),
                                          **({"world_size": dist.world_size} if dist.active else {}),
                                          "quality_seconds": state.quality_seconds})
-    _write_curves(Path("metrics/curves") / f"{variant}.csv", state.rows)
+    # the first seed's curves and summaries are the variant's DVC plots and metrics; another
+    # seed keeps its own beside its model
+    _write_curves(Path("metrics/curves") / f"{variant}.csv" if first_seed else out_dir / "curves.csv",
+                  state.rows)
     if monitor is not None:
         from ganlab.monitor import write_quality_csv
 
-        write_quality_csv(Path("metrics/quality") / f"{variant}.csv", state.quality)
+        write_quality_csv(Path("metrics/quality") / f"{variant}.csv" if first_seed
+                          else out_dir / "quality.csv", state.quality)
     last = state.rows[-1] if state.rows else {}
     summary = {"g_steps": state.g_step, "d_steps": state.d_step,
                "stopped_early": state.stopped_early}
@@ -734,23 +747,25 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
                             "monitor_gflops": q["gflops"]})
     summary.update({f"final_{k}": round(v, 6) for k, v in last.items()
                     if k not in ("step", "epoch")})
-    write_json(Path("metrics/train") / f"{variant}.json", summary)
+    write_json(Path("metrics/train") / f"{variant}.json" if first_seed else out_dir / "train.json",
+               summary)
     if monitor is None:
         tracking.log_metrics(state.run_id, [{"step": state.g_step,
                                             "train_seconds": state.train_seconds}])
     # -- MLflow: the generator as a registered model, then the run ends with the stage --
-    if trainer.kind == "unconditional":
+    if first_seed and trainer.kind == "unconditional":  # replica seeds are not registered
         from ganlab.mlmodel import log_generator
 
         logged = log_generator(state.run_id, trainer.sampler(), variant, p.latent_dim,
                                trainer.image_shape, {"variant": variant, "config_hash": cfg})
         tracking.log_metrics(state.run_id, [{"step": state.g_step,
                                             "model_log_seconds": logged["seconds"]}])
-    else:  # G(z, y) and image-to-image generators: the raw weights (ganlab sample loads them)
+    else:  # G(z, y), image-to-image, replica seeds: the raw weights (ganlab sample loads them)
         tracking.log_artifacts(state.run_id, [out_dir / "generator.pt"], "model")
     tracking.set_terminated(state.run_id)
     ckpt_path.unlink(missing_ok=True)  # resume state is only needed while unfinished
-    echo(f"train {variant}: {state.g_step} G steps in {state.train_seconds:.1f}s, "
+    label = variant if first_seed else f"{variant} seed {params.seed}"
+    echo(f"train {label}: {state.g_step} G steps in {state.train_seconds:.1f}s, "
          f"MLflow run {state.run_id}")
     dist.barrier()  # the other ranks end only once the outputs are written
     return summary

@@ -1,0 +1,99 @@
+"""Training seeds (`seeds:`): one model per seed, the first seed's outputs unchanged by adding
+others, metrics as mean ± 95% t-interval, and the report's Welch tests against gan."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ganlab.params import ParamsError, parse_params
+
+
+@pytest.fixture
+def seeded(in_tmp, tiny_raw):
+    from ganlab.judge import run_judge
+    from ganlab.prepare import run_prepare
+
+    tiny_raw["variants"] = {"gan": {"loss": "nonsaturating"}}
+    tiny_raw["monitor"]["every"] = 0
+    tiny_raw["seeds"] = [0, 3]
+    params = parse_params(tiny_raw)
+    run_prepare(params)
+    run_judge(params)
+    return in_tmp, tiny_raw, params
+
+
+def _state(path):
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_every_seed_trains_samples_and_is_scored_and_the_first_is_unchanged(seeded):
+    from ganlab import tracking
+    from ganlab.cli import sample, train
+    from ganlab.evaluate import run_evaluate
+    from ganlab.stats import mean_ci
+    from ganlab.train import run_train
+    from tests.conftest import write_params
+
+    root, raw, params = seeded
+    write_params(root / "params.yaml", raw)
+    train("gan", root / "params.yaml")
+    sample("gan", root / "params.yaml")
+    m = run_evaluate(params, "gan", echo=lambda *_: None)
+    first, replica = root / "models/variants/gan", root / "models/variants/gan/seeds/3"
+    assert (replica / "generator.pt").exists() and (replica / "curves.csv").exists()
+    assert (root / "samples/gan/seeds/3/samples.npz").exists()
+    g0, g3 = _state(first / "generator.pt"), _state(replica / "generator.pt")
+    assert any(not torch.equal(g0[k], g3[k]) for k in g0)  # the seed changes the training
+    # per-seed values, their mean and the t-interval, as written
+    assert m == json.loads((root / "metrics/eval/gan.json").read_text())
+    assert m["n_seeds"] == 2 and set(m["seeds"]) == {"0", "3"}
+    ci = mean_ci([m["seeds"][s]["fid_judge"] for s in ("0", "3")])
+    assert m["fid_judge"] == pytest.approx(ci["mean"], abs=1e-6)
+    assert m["fid_judge_ci95"] == pytest.approx(ci["half_width"], abs=1e-6)
+    assert "judge_test_accuracy_ci95" not in m  # a shared reference has no interval
+    # MLflow: one run per seed, the replica named apart; only the first seed is registered
+    c, exp = tracking.client()
+    runs = c.search_runs([exp])
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "3"]
+    assert {r.info.run_name for r in runs} == {"gan", "gan-seed3"}
+    assert len(c.search_model_versions("name = 'ganlab-gan'")) == 1
+    # the first seed's model is the one a one-seed run trains: adding seeds changes nothing
+    one = parse_params({**raw, "seeds": [0]})
+    run_train(one, "gan", echo=lambda *_: None)
+    assert all(torch.equal(g0[k], v) for k, v in _state(first / "generator.pt").items())
+
+
+def test_a_seed_outside_seeds_and_bad_lists_are_refused(tiny_raw):
+    params = parse_params({**tiny_raw, "seeds": [0, 1]})
+    with pytest.raises(ParamsError, match="seed 5 is not in seeds"):
+        params.training_seed(5)
+    for bad in ([0, 0], [-1], [], "0"):
+        with pytest.raises(ParamsError, match="seeds"):
+            parse_params({**tiny_raw, "seeds": bad})
+
+
+def _ev(per_seed: dict[str, float]) -> dict:
+    return {"fid_judge": sum(per_seed.values()) / len(per_seed),
+            "seeds": {s: {"fid_judge": v, "precision_judge": 0.5, "recall_judge": 0.1,
+                          "classes_covered": 9} for s, v in per_seed.items()}}
+
+
+def test_report_marks_only_differences_beyond_seed_noise(tiny_raw):
+    from ganlab.report import _seeds_section
+
+    params = parse_params({**tiny_raw, "seeds": [0, 1, 2],
+                           "variants": {"gan": {}, "far": {}, "near": {}}})
+    rows = [("gan", None, _ev({"0": 100.0, "1": 101.0, "2": 99.0}), None),
+            ("far", None, _ev({"0": 50.0, "1": 51.0, "2": 49.0}), None),
+            ("near", None, _ev({"0": 90.0, "1": 115.0, "2": 95.0}), None)]
+    text = "\n".join(_seeds_section(params, rows))
+    far = next(line for line in text.splitlines() if line.startswith("| **far**"))
+    near = next(line for line in text.splitlines() if line.startswith("| **near**"))
+    assert "**differs**" in far and "-50.00" in far and "50.00 ± 2.48" in far
+    assert "| no |" in near
+    assert "Welch" in text
+    one = parse_params({**tiny_raw, "seeds": [0]})
+    assert "One training seed" in "\n".join(_seeds_section(one, rows))
