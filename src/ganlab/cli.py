@@ -289,17 +289,32 @@ def ui(
 def generate(
     model: str = typer.Option(..., "--model", help="models:/ganlab-V/latest, runs:/<id>/generator "
                               "or a local MLflow model folder"),
-    n: int = typer.Option(64, "-n", help="number of images"),
+    n: int = typer.Option(64, "-n", help="number of images (cycle: at most this many of --input)"),
     out: Path = typer.Option(Path("grid.png"), "-o", "--out", help=".png grid or .npz uint8 array"),
     seed: int = typer.Option(0, help="seed of the latent draw"),
-    nrow: int = typer.Option(8, help="images per grid row"),
+    nrow: int | None = typer.Option(None, help="images per grid row (default 8; a conditional "
+                                       "model without --label: its class count, a digit per column)"),
+    label: int | None = typer.Option(None, "--label", help="conditional models: class K for "
+                                        "all images (default: classes 0, 1, ..., C-1 in turn)"),
+    input_file: Path | None = typer.Option(None, "--input", help="cycle models (required): "
+                                              "the images to translate, an .npz with a uint8 "
+                                              "`images` (N, 1, 28, 28) array (as -o x.npz writes) "
+                                              "or a grayscale .png, one 28x28 image or a grid"),
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow store "
                                      "(default: MLFLOW_TRACKING_URI, else the project's)"),
 ) -> None:
-    """Generate images from a logged generator; needs only the MLflow store, no project files."""
+    """Generate images from a logged generator; needs only the MLflow store, no project files.
+
+    Unconditional models draw n latents; conditional ones also take a class
+    per image (--label); cycle models translate --input images (ganlab-<V>:
+    MNIST -> UCI, ganlab-<V>-reverse: UCI -> MNIST)."""
     from ganlab import mlmodel
+    from ganlab.util import GanlabError
 
     mlmodel.check_output(out, n)
+    if nrow is not None and nrow < 1:
+        raise GanlabError(f"--nrow {nrow}: must be at least 1")
+    inputs = mlmodel.read_images(input_file) if input_file is not None else None
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -309,9 +324,17 @@ def generate(
 
     mlflow.set_tracking_uri(store_uri())
     mlflow.set_registry_uri(store_uri())  # models:/ names resolve in the project's registry
-    images = mlmodel.generate(model, n, seed=seed)
+    spec = mlmodel.describe(model)
+    mlmodel.check_request(spec, label, inputs)  # before the weights load
+    g, spec = mlmodel.load(model, spec)
+    images = mlmodel.run_model(g, spec, n, seed=seed, label=label, inputs=inputs)
+    if nrow is None:
+        nrow = spec.n_classes if spec.kind == "conditional" and label is None else 8
     mlmodel.write_images(images, out, nrow=nrow)
-    typer.echo(f"generate: {len(images)} images from {model} -> {out}")
+    what = {"conditional": f" (label {label})" if label is not None else
+            f" (labels 0..{spec.n_classes - 1} in turn)",
+            "cycle": f" translating {input_file}"}.get(spec.kind, "")
+    typer.echo(f"generate: {len(images)} images from {model}{what} -> {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -752,16 +752,16 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
     if monitor is None:
         tracking.log_metrics(state.run_id, [{"step": state.g_step,
                                             "train_seconds": state.train_seconds}])
-    # -- MLflow: the generator as a registered model, then the run ends with the stage --
-    if first_seed and trainer.kind == "unconditional":  # replica seeds are not registered
-        from ganlab.mlmodel import log_generator
+    # -- MLflow: the generator(s) as registered models, then the run ends with the stage --
+    # (a replica seed is not registered: `models:/ganlab-<V>` stays the first seed's model;
+    # its weights are in models/variants/<V>/seeds/<s>/)
+    if first_seed:
+        from ganlab.mlmodel import log_trainer_models
 
-        logged = log_generator(state.run_id, trainer.sampler(), variant, p.latent_dim,
-                               trainer.image_shape, {"variant": variant, "config_hash": cfg})
-        tracking.log_metrics(state.run_id, [{"step": state.g_step,
-                                            "model_log_seconds": logged["seconds"]}])
-    else:  # G(z, y), image-to-image, replica seeds: the raw weights (ganlab sample loads them)
-        tracking.log_artifacts(state.run_id, [out_dir / "generator.pt"], "model")
+        logged = log_trainer_models(state.run_id, trainer, variant,
+                                    {"variant": variant, "config_hash": cfg})
+        tracking.log_metrics(state.run_id, [{"step": state.g_step, "model_log_seconds":
+                                             sum(m["seconds"] for m in logged)}])
     tracking.set_terminated(state.run_id)
     ckpt_path.unlink(missing_ok=True)  # resume state is only needed while unfinished
     label = variant if first_seed else f"{variant} seed {params.seed}"
