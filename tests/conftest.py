@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,28 @@ def tiny_params_dict() -> dict:
                        "n_eval": 200, "check_every": 20, "collapse_warmup": 20,
                        "collapse_patience": 2})
     return raw
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_uris():
+    """MLflow's set_tracking_uri/set_registry_uri also export MLFLOW_*_URI into os.environ.
+    What a test sets that way is undone after it, so no later test, and no subprocess or
+    server a later test starts, inherits it (CI once saw a test server adopt an earlier
+    test's SQLite file as its model registry)."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in names}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    if "mlflow" in sys.modules:  # MLflow's process-wide values, back to "not set"
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None
 
 
 @pytest.fixture

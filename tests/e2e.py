@@ -22,6 +22,7 @@ def env_for(uri: str | None = None) -> dict[str, str]:
     MLflow store (or `uri`), no DVC_ROOT of an outer project."""
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     env.pop("DVC_ROOT", None)
     if uri:
         env["MLFLOW_TRACKING_URI"] = uri

@@ -87,10 +87,14 @@ def postgres(db: str = "mlflow") -> Iterator[str]:
 def mlflow_server(store_uri: str, artifacts: Path, log_path: Path) -> Iterator[str]:
     """`mlflow server` on `store_uri`, artifacts proxied into `artifacts`: yields its http URI."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    # no MLFLOW_*_URI of the calling process: an exported registry URI would become the
+    # server's registry (seen in CI: versions landed in an earlier test's SQLite file)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
+             "--registry-store-uri", store_uri,
              "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env)
     uri = f"http://127.0.0.1:{port}"

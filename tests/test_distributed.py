@@ -244,7 +244,7 @@ def test_torchrun_trains_once_with_rank0_outputs_and_repeats(tmp_path):
     for f in ("models/variants/gan/generator.pt", "metrics/curves/gan.csv", "metrics/train/gan.json"):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     for root in (a, b):
-        c = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+        c = MlflowClient(*[f"sqlite:///{root / 'mlflow.db'}"] * 2)  # tracking and registry
         runs = c.search_runs([c.get_experiment_by_name("ganlab").experiment_id])
         assert len(runs) == 1 and runs[0].data.params["world_size"] == "2"
         steps = [m.step for m in c.get_metric_history(runs[0].info.run_id, "d_loss")]

@@ -28,7 +28,7 @@ def store(tmp_path_factory):
 def _client(root: Path):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return MlflowClient(*[f"sqlite:///{root / 'mlflow.db'}"] * 2)  # tracking and registry
 
 
 def _run_id(root: Path, variant: str) -> str:

@@ -54,7 +54,7 @@ def store(tmp_path_factory):
 def _client(root: Path):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return MlflowClient(*[f"sqlite:///{root / 'mlflow.db'}"] * 2)  # tracking and registry
 
 
 def _trained(root: Path, variant: str) -> torch.nn.Module:

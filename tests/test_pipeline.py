@@ -26,7 +26,7 @@ def project(tmp_path_factory):
 def _mlflow_runs(root: Path):
     from mlflow.tracking import MlflowClient
 
-    c = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    c = MlflowClient(*[f"sqlite:///{root / 'mlflow.db'}"] * 2)  # tracking and registry
     exps = {e.name: e.experiment_id for e in c.search_experiments()}
     # the divergence lab and the mode-coverage suite have their own experiments
     assert [r.data.tags["variant"] for r in c.search_runs([exps["ganlab-theory"]])] == ["theory"]

@@ -40,7 +40,7 @@ def project(server, tmp_path_factory):
 def _runs(uri: str):
     from mlflow.tracking import MlflowClient
 
-    c = MlflowClient(uri)
+    c = MlflowClient(uri, registry_uri=uri)
     exp = c.get_experiment_by_name("ganlab")
     return c, exp, c.search_runs([exp.experiment_id])
 

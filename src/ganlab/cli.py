@@ -256,7 +256,9 @@ def ui(
     if is_server(tracking_uri()):  # a team server (MLFLOW_TRACKING_URI) already serves its UI
         typer.echo(f"MLflow UI: {tracking_uri()}  (the tracking server's own UI)")
         return
+    # the registry is the project store's too (not an MLFLOW_REGISTRY_URI left in the shell)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+           "--registry-store-uri", tracking_uri(),
            "--default-artifact-root", artifact_root(), "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]  # one local user; each worker is ~230 MB
     url = experiment_url(port)
