@@ -87,3 +87,14 @@ def test_flatten_is_flat(tiny_params):
     assert flat["instance_noise.std"] == 0.0
     assert flat["betas"] == "0.5,0.999"
     assert all(not isinstance(v, dict) for v in flat.values())
+
+
+def test_every_shipped_variant_names_its_loss():
+    """`dvc exp run -S variants.<V>.loss=hinge` can only override a key params.yaml has (DVC
+    refuses a new one without `+`), so every default variant states its loss."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    variants = yaml.safe_load((REPO / "params.yaml").read_text())["variants"]
+    assert [v for v, spec in variants.items() if "loss" not in spec] == []
