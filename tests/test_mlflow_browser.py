@@ -123,7 +123,10 @@ def test_registered_model_is_in_the_registry(ui, page):
     for v in VARIANTS:
         page.get_by_role("link", name=f"ganlab-{v}", exact=True).first.wait_for()
     page.goto(f"http://127.0.0.1:{port}/#/models/ganlab-gan/versions/1?workflowType=machine_learning")
-    page.get_by_text("Source Run", exact=False).first.wait_for()
+    # the page fills in parts (header, source, schema): wait for each before reading it, as a
+    # loaded machine renders them seconds apart (CI once read the body between two parts)
+    for text in ("Source Run", "Version 1", "Source Model", "Inputs (1)", "Outputs (1)"):
+        page.get_by_text(text, exact=False).first.wait_for()
     body = page.inner_text("body")
     assert "Version 1" in body and "Source Model" in body and "generator" in body
     assert "Inputs (1)" in body and "Outputs (1)" in body  # the latent -> image signature
