@@ -86,6 +86,9 @@ def test_run_writes_samples_that_rescore_to_the_json(tmp_path) -> None:
         for short, vs in values.items():
             assert scores["summary"][f"{short}_mean"] == pytest.approx(np.mean(vs))
             assert scores["summary"][f"{short}_se"] == pytest.approx(np.std(vs, ddof=1) / math.sqrt(2))
+            # the 95% t-interval: t(0.975, 1) = 12.706 times the s.e. for two seeds
+            assert scores["summary"][f"{short}_ci95"] == pytest.approx(
+                12.7062047 * np.std(vs, ddof=1) / math.sqrt(2), rel=1e-6, abs=1e-12)
         assert (tmp_path / ds / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert sorted(p.name for p in (tmp_path / ds).iterdir()) == [
             "progress.png", "scores.json", "seed0.npz", "seed1.npz"]
@@ -175,6 +178,10 @@ def test_report_section_shows_ours_beside_the_quoted_rows(in_tmp, tiny_params) -
     scores = json.loads((in_tmp / "metrics/toy/gan/ring8/scores.json").read_text())["summary"]
     assert f"| **gan** (nonsaturating) | {scores['modes_mean']:.1f} ± {scores['modes_se']:.1f} |" in text
     assert "| *PacGAN4* | *7.8 ± 0.1* | *95.9 ± 1.4* | *0.07 ± 0.02* |" in text
+    if scores["n_seeds"] > 1:
+        assert f"gan {scores['modes_mean']:.1f} ± {scores['modes_ci95']:.1f} modes" in text
+    else:  # one seed: no interval, and no interval line
+        assert "modes_ci95" not in scores and "95% Student-t" not in text
     assert "quoted" in text and "GDPP" in text and "grid25" not in text.split("Quoted rows")[0]
     png = in_tmp / "metrics/report_toy/ring8.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,6 +93,10 @@ def _figure(metrics_dir: Path, dataset: str, rows: list[tuple[str, dict]], out: 
     return out
 
 
+def _ci(m: dict, short: str, scale: float) -> str:
+    return f"{scale * m[f'{short}_mean']:.1f} ± {scale * m[f'{short}_ci95']:.1f}"
+
+
 def toy_section(params: Params, metrics_dir: Path) -> list[str]:
     cfg = params.toy
     lines = [
@@ -103,7 +107,8 @@ def toy_section(params: Params, metrics_dir: Path) -> list[str]:
         f"(dataset × seed) trainings of a variant batched in one process. {cfg.n_eval} samples "
         "scored per training: a sample is high quality (HQ) within 3 std of its nearest mode, a "
         "mode is covered when it is the nearest mode of ≥ 1 HQ sample, and the reverse KL compares "
-        "the HQ samples' mode histogram with uniform. Mean ± s.e. over seeds; every scored sample "
+        "the HQ samples' mode histogram with uniform. Mean ± s.e. over seeds, the form of the "
+        "quoted table (95% intervals below each table); every scored sample "
         "set is kept (`metrics/toy/<variant>/<dataset>/seed<k>.npz`, centres and std in "
         "`scores.json`) so the numbers can be re-scored. Collapse warnings: diversity signal below "
         f"{cfg.collapse_threshold} for {cfg.collapse_patience} consecutive checks (one every "
@@ -125,8 +130,13 @@ def toy_section(params: Params, metrics_dir: Path) -> list[str]:
         for label, modes, hq, kl in PACGAN_TABLE1.get(ds, []):
             lines.append(f"| *{label}* | *{_pm(*modes)}* | *{_pm(*hq)}* | "
                          f"*{_pm(*kl, '{:.2f}')}* | – | *quoted: PacGAN Table 1* |")
-        fig = _figure(metrics_dir, ds, rows, metrics_dir / "report_toy" / f"{ds}.png")
         lines.append("")
+        cis = [f"{name} {_ci(m, 'modes', 1)} modes, {_ci(m, 'hq', 100)} % HQ"
+               for name, sc in rows if (m := sc["summary"]).get("modes_ci95") is not None]
+        if cis:  # the table keeps the quoted source's ± s.e.; the 95% intervals of our rows:
+            lines += ["95% Student-t intervals over our seeds (mean ± half-width): "
+                      + "; ".join(cis) + ".", ""]
+        fig = _figure(metrics_dir, ds, rows, metrics_dir / "report_toy" / f"{ds}.png")
         if fig is not None:
             lines += [f"![{ds}: final samples, first seed](report_toy/{ds}.png)", ""]
     lines += [PACGAN_PROTOCOL, "", GDPP_NOTE, ""]

@@ -31,6 +31,7 @@ from ganlab.data.toy import toy_dataset
 from ganlab.metrics.modes import plot_points, score_modes
 from ganlab.nets.toy_ensemble import load_member_tensors, member_tensors
 from ganlab.params import Params, TrainParams, parse_params
+from ganlab.stats import mean_ci
 from ganlab.toy_ensemble import EnsembleTrainer, Member, set_lr_factor
 from ganlab.toy_params import ToySuiteParams, check_steps, lr_factor, snapshot_steps, toy_skip_reason
 from ganlab.train import GanTrainer, TrainState
@@ -226,11 +227,15 @@ def save_samples(path: Path, samples: np.ndarray, centers: np.ndarray, std: floa
 
 def write_dataset(dataset: str, variant_name: str, runs: list[dict], out_dir: Path) -> dict:
     """One (variant, dataset) cell over seeds: seed<k>.npz, scores.json and progress.png
-    under out_dir/<dataset>/; returns the flat aggregate (mean and s.e. over seeds)."""
+    under out_dir/<dataset>/; returns the flat aggregate (mean, s.e. and the half-width of
+    the 95% Student-t interval over seeds)."""
     target = Path(out_dir) / dataset
     agg: dict[str, float | int] = {"n_seeds": len(runs), "n_modes": runs[0]["n_modes"]}
     for short, key in (("modes", "modes_covered"), ("hq", "high_quality_frac"), ("kl", "kl_uniform")):
         agg[f"{short}_mean"], agg[f"{short}_se"] = mean_se([r[key] for r in runs])
+        half = mean_ci([r[key] for r in runs])["half_width"]
+        if half is not None:  # one seed has no interval (and DVC metrics files hold no nulls)
+            agg[f"{short}_ci95"] = half
     agg["collapse_warnings"] = sum(r["collapse_warnings"] for r in runs)
     agg["stopped_early"] = sum(int(r["stopped_early"]) for r in runs)
     mins = [r["min_diversity"] for r in runs if math.isfinite(r["min_diversity"])]
