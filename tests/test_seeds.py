@@ -60,6 +60,16 @@ def test_every_seed_trains_samples_and_is_scored_and_the_first_is_unchanged(seed
     assert sorted(r.data.tags["seed"] for r in runs) == ["0", "3"]
     assert {r.info.run_name for r in runs} == {"gan", "gan-seed3"}
     assert len(c.search_model_versions("name = 'ganlab-gan'")) == 1
+    # a missing replica generator stops `ganlab sample` before it rewrites any seed's samples
+    import typer
+
+    first_samples = (root / "samples/gan/samples.npz").read_bytes()
+    (replica / "generator.pt").unlink()
+    (root / "samples/gan/samples.npz").write_bytes(b"marker")
+    with pytest.raises(typer.Exit):
+        sample("gan", root / "params.yaml")
+    assert (root / "samples/gan/samples.npz").read_bytes() == b"marker"
+    (root / "samples/gan/samples.npz").write_bytes(first_samples)
     # the first seed's model is the one a one-seed run trains: adding seeds changes nothing
     one = parse_params({**raw, "seeds": [0]})
     run_train(one, "gan", echo=lambda *_: None)

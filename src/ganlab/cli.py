@@ -130,11 +130,10 @@ def train(variant: str, params_path: Path = PARAMS) -> None:
 def sample(variant: str, params_path: Path = PARAMS) -> None:
     """Write VARIANT's sample grid, evaluation samples and latent interpolation."""
     params = _setup(params_path, variant)
-    from ganlab.sample import load_generator, run_sample
-    from ganlab.util import resolve_device
+    from ganlab.sample import generator_path, run_sample
 
     for seed in params.seeds:  # every seed's generator must exist before anything is written
-        load_generator(params, variant, resolve_device("cpu"), seed)
+        generator_path(params, variant, seed)
     for seed in params.seeds:
         run_sample(params, variant, echo=typer.echo, seed=seed)
 

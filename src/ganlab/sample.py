@@ -16,14 +16,20 @@ from ganlab.util import GanlabError, atomic_path, derive_seed, resolve_device
 SAMPLES_DIR = Path("samples")
 
 
+def generator_path(params: Params, variant: str, seed: int | None = None) -> Path:
+    """models/variants/<V>[/seeds/<s>]/generator.pt of training seed `seed`; an error naming
+    the file and the command that writes it when it is missing."""
+    path = Path("models/variants") / variant / params.seed_dir(params.training_seed(seed)) / "generator.pt"
+    if not path.exists():
+        raise GanlabError(f"{path}: generator not found (run `ganlab train {variant}` first)")
+    return path
+
+
 def load_generator(params: Params, variant: str, device: torch.device,
                    seed: int | None = None) -> torch.nn.Module:
     """The variant's sampler: G(z), G(z, y) (conditional) or the CyclePair (cycle), of
     training seed `seed` (default: the first of `seeds`)."""
-    sub = params.seed_dir(params.training_seed(seed))
-    path = Path("models/variants") / variant / sub / "generator.pt"
-    if not path.exists():
-        raise GanlabError(f"{path}: generator not found (run `ganlab train {variant}` first)")
+    path = generator_path(params, variant, seed)
     blob = torch.load(path, map_location="cpu", weights_only=False)
     p = params.variant(variant)
     shape = tuple(blob["image_shape"])
