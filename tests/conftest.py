@@ -79,3 +79,19 @@ def in_tmp(tmp_path, monkeypatch):
 def write_params(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def die_after_epochs(train_module, monkeypatch, n: int):
+    """Make the training loop raise KeyboardInterrupt (a Ctrl-C) once `n` epochs have run;
+    returns the real epoch function, to put back before resuming."""
+    original = train_module.timed_epoch
+    calls = {"n": 0}
+
+    def dying(trainer, state):
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(trainer, state)
+
+    monkeypatch.setattr(train_module, "timed_epoch", dying)
+    return original

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ganlab.params import ParamsError, parse_params
+from tests.conftest import die_after_epochs
 
 
 def _cond_params(tiny_raw, **conditional):
@@ -175,16 +176,7 @@ def kinds_project(in_tmp, tiny_raw):
 
 def _kill_after_first_epoch_then_resume(tr, params, v, monkeypatch) -> list[str]:
     monkeypatch.setattr(tr, "CHECKPOINT_EVERY_SECONDS", 0.0)
-    original = tr.timed_epoch
-    calls = {"n": 0}
-
-    def dying(trainer, state):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(trainer, state)
-
-    monkeypatch.setattr(tr, "timed_epoch", dying)
+    original = die_after_epochs(tr, monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         tr.run_train(params, v, echo=lambda *_: None)
     monkeypatch.setattr(tr, "timed_epoch", original)

@@ -9,6 +9,7 @@ import torch
 from ganlab.params import parse_params
 from ganlab.prepare import run_prepare
 from ganlab.train import CHECKPOINTS_DIR, GanTrainer, TrainState, run_train
+from tests.conftest import die_after_epochs
 
 
 def _real(n=96, shape=(1, 28, 28)):
@@ -88,16 +89,7 @@ def test_interrupted_training_resumes_to_identical_result(in_tmp, tiny_params, m
     assert not list((in_tmp / CHECKPOINTS_DIR / "gan").glob("*.pt"))  # removed when done
 
     # Kill after epoch 2: the epoch hook raises, like a Ctrl-C mid-training.
-    original = tr.timed_epoch
-    calls = {"n": 0}
-
-    def dying(trainer, state):
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(trainer, state)
-
-    monkeypatch.setattr(tr, "timed_epoch", dying)
+    original = die_after_epochs(tr, monkeypatch, 2)
     (in_tmp / "metrics/curves/gan.csv").unlink()
     with pytest.raises(KeyboardInterrupt):
         run_train(params, "gan", echo=lambda *_: None)
