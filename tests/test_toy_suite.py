@@ -62,6 +62,22 @@ def test_toy_variant_settings_overrides_the_architecture_only() -> None:
     assert toy_variant_settings(MAIN_VARIANTS["dcgan"], toy) is None
 
 
+def _train_params(settings: dict) -> TrainParams:
+    return TrainParams(**{k: v for k, v in settings.items() if k in TrainParams.__dataclass_fields__})
+
+
+def test_d_lr_ratio_raises_only_ds_rate_for_every_variant() -> None:
+    for name in ("gan", "wgan", "wgan_gp", "sngan"):
+        plain = _train_params(toy_variant_settings(MAIN_VARIANTS[name], ToySuiteParams(lr_scale=4.0)))
+        ttur = _train_params(toy_variant_settings(
+            MAIN_VARIANTS[name], ToySuiteParams(lr_scale=4.0, d_lr_ratio=1.5)))
+        base = _train_params(MAIN_VARIANTS[name])
+        assert plain.lr == ttur.lr == pytest.approx(4.0 * base.lr)
+        # ratio 1 keeps D at the variant's own D rate (G's when d_lr is 0), scaled alike
+        assert plain.d_learning_rate == pytest.approx(4.0 * base.d_learning_rate)
+        assert ttur.d_learning_rate == pytest.approx(1.5 * plain.d_learning_rate)
+
+
 def test_run_writes_samples_that_rescore_to_the_json(tmp_path) -> None:
     cells = run_toy_variant("gan", MAIN_VARIANTS["gan"], TINY, tmp_path)
     assert set(cells) == {"ring8", "grid25"}
@@ -153,7 +169,7 @@ def test_toy_params_from_dict_and_checks() -> None:
     for raw, key in [({"stepz": 3}, "toy.stepz"), ({"datasets": ["spiral"]}, "toy.datasets"),
                      ({"g_steps": 1.5}, "toy.g_steps"), ({"seeds": [1, 1]}, "toy.seeds"),
                      ({"collapse_threshold": 1.5}, "toy.collapse_threshold"),
-                     ({"lr_final": 0.0}, "toy.lr_final")]:
+                     ({"lr_final": 0.0}, "toy.lr_final"), ({"d_lr_ratio": 0}, "toy.d_lr_ratio")]:
         with pytest.raises(ParamsError, match=key):
             ToySuiteParams.from_dict(raw)
 
