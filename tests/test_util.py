@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -39,3 +41,22 @@ def test_write_json_of_finite_values_is_unchanged(tmp_path):
 def test_the_marker_key_is_reserved(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         write_json(tmp_path / "m.json", {NONFINITE_KEY: 1, "x": math.nan})
+
+
+def test_deterministic_algorithms_sets_torchs_modes_without_loading_the_compiler():
+    # in a fresh process: the test session may already have imported torch._inductor
+    code = ("import sys, torch; from ganlab.util import deterministic_algorithms; "
+            "deterministic_algorithms(); "
+            "print(torch.are_deterministic_algorithms_enabled(), "
+            "torch.is_deterministic_algorithms_warn_only_enabled(), "
+            "'torch._inductor' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False", "False"]
+
+
+def test_deterministic_algorithms_also_sets_a_loaded_inductors_flag():
+    code = ("import torch, torch._inductor.config as c; c.deterministic = False; "
+            "from ganlab.util import deterministic_algorithms; deterministic_algorithms(); "
+            "print(c.deterministic, torch.are_deterministic_algorithms_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]

@@ -46,9 +46,9 @@ def _setup(params_path: Path, variant: str | None = None):
     params = load_params(params_path)
     if variant is not None:
         params.variant(variant)  # unknown variant -> error listing the known ones
-    import torch
+    from ganlab.util import deterministic_algorithms
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     return params
 
 

@@ -129,6 +129,25 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def deterministic_algorithms() -> None:
+    """`torch.use_deterministic_algorithms(True, warn_only=True)` without its import of
+    torch._inductor (and with it torch._dynamo): 1.3 s of every stage's start-up, measured,
+    for a compiler ganlab never calls. Inductor's flag is set too when it is already loaded,
+    so a process that does compile gets what the public call gives it."""
+    import sys
+
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: take the public route
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    setter(True, warn_only=True)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = True
+
+
 def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
