@@ -205,3 +205,20 @@ def test_generate_rejects_options_that_do_not_fit_the_model(store, tmp_path, arg
     out = _ganlab([*args, "-o", "x.png"], tmp_path, f"sqlite:///{store / 'mlflow.db'}")
     assert out.returncode == 2 and fragment in out.stderr, out.stderr[-2000:]
     assert len(out.stderr.splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_logged_models_keep_their_pins_and_the_skipped_check_is_restored(store):
+    import mlflow.utils.environment as env
+    from mlflow.artifacts import download_artifacts
+
+    from ganlab.mlmodel import _no_requirement_check, pip_requirements
+
+    original = env.warn_dependency_requirement_mismatches
+    with _no_requirement_check():
+        assert env.warn_dependency_requirement_mismatches is not original
+    assert env.warn_dependency_requirement_mismatches is original
+    c = _client(store)
+    (version,) = c.search_model_versions("name='ganlab-cg'")
+    with project_env(store):
+        path = download_artifacts(f"models:/ganlab-cg/{version.version}/requirements.txt")
+    assert set(pip_requirements()) <= set(Path(path).read_text().split())
