@@ -36,7 +36,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CHILD_TAG = "BENCH_CHILD_RESULT "
 IMAGE_SHAPE = (1, 28, 28)
-SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store")
+SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
+            "stages")
 
 # The four training setups; each is a params.yaml variant (overrides of `training:`).
 CONFIGS: dict[str, dict] = {
@@ -708,6 +709,10 @@ def print_report(res: dict) -> None:
         from toy_bench import print_toy
 
         print_toy(res["toy_ensemble"], print_table, fmt)
+    if res.get("stages"):
+        from stage_cost import print_stage_cost
+
+        print_stage_cost(res["stages"], print_table, fmt)
     if res.get("ddp"):
         d = res["ddp"]
         print_table("DDP: mlp_b64, global batch 64, 1 torch thread per process (gloo on CPU)",
@@ -819,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                    count_flops))
     if "pipeline" in sections:
         section("pipeline", lambda: bench_pipeline(args.pipeline_dry))
+    if "stages" in sections:
+        from stage_cost import bench_stage_cost
+
+        section("stages", lambda: bench_stage_cost(REPO, _git_files(), reps=1 if args.quick else 2))
     if sections & {"ddp", "store"}:
         sys.path.insert(0, str(REPO))  # tests.servers: the PostgreSQL / mlflow server helpers
         import scale

@@ -62,3 +62,14 @@ def test_bench_quick_writes_positive_measurements(tmp_path: Path) -> None:
 
     # The table is printed as well as saved.
     assert "speed-up" in proc.stdout and "% peak" in proc.stdout
+
+
+def test_stage_cost_splits_wall_time_into_fixed_cost_and_work() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    from stage_cost import fixed_and_slope
+
+    # a stage of 5 s fixed cost and 0.5 s per epoch, timed at 8 and 24 epochs
+    fixed, slope = fixed_and_slope(8, 9.0, 24, 17.0)
+    assert (fixed, slope) == pytest.approx((5.0, 0.5))
+    with pytest.raises(ValueError):
+        fixed_and_slope(8, 9.0, 8, 10.0)
