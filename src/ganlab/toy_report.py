@@ -38,11 +38,12 @@ PACGAN_TABLE1 = {
 # 0.05), 2-D Gaussian noise, G 4 x 400 ReLU with batch norm, D 3 x 200 maxout (5 pieces),
 # Adam 1e-4 (beta1 0.8), batch 100, 400 epochs of 100,000 points (~400k G steps), 2,500
 # samples scored, 10 trials.
+PACGAN_G_STEPS = 400 * 100_000 // 100  # 400 epochs of 100,000 points at batch 100
 PACGAN_PROTOCOL = (
     "Quoted rows: PacGAN (Lin et al. 2018) Table 1, mean ± s.e. over 10 trials, checked against "
     "the authors' repository (fjxmlzn/PacGAN, `synthetic_data_experiments/results/Table1.png`). "
     "Their protocol differs from ours: G 4×400 ReLU with batch norm, D 3×200 maxout, Adam 1e-4 "
-    "(β1 0.8), batch 100, 400 epochs of 100,000 points (~400k G steps, ~100× our budget), on "
+    "(β1 0.8), batch 100, 400 epochs of 100,000 points (~400k G steps, ~{ratio:.0f}× our budget), on "
     "GPUs; same mixtures, same 2,500-sample scorer (3 std), same reverse KL of the mode histogram."
 )
 GDPP_NOTE = (
@@ -139,5 +140,5 @@ def toy_section(params: Params, metrics_dir: Path) -> list[str]:
         fig = _figure(metrics_dir, ds, rows, metrics_dir / "report_toy" / f"{ds}.png")
         if fig is not None:
             lines += [f"![{ds}: final samples, first seed](report_toy/{ds}.png)", ""]
-    lines += [PACGAN_PROTOCOL, "", GDPP_NOTE, ""]
+    lines += [PACGAN_PROTOCOL.format(ratio=PACGAN_G_STEPS / cfg.g_steps), "", GDPP_NOTE, ""]
     return lines
