@@ -181,11 +181,13 @@ def toy(variant: str, params_path: Path = PARAMS) -> None:
     import torch
 
     from ganlab import tracking
-    from ganlab.toy_suite import members_of, run_toy_variant
+    from ganlab.toy_suite import mark_single_threaded, members_of, run_toy_variant
 
     # Nets this small gain nothing from a second intra-op thread, and lose 50x when the
-    # other core is busy (measured); one thread per toy stage.
+    # other core is busy (measured); one thread per toy stage, set before any torch work,
+    # so the toy workers can be forked instead of spawned.
     torch.set_num_threads(1)
+    mark_single_threaded()
     v = params.variants[variant]
     cfg = params.toy
     out = Path("metrics/toy") / variant

@@ -269,10 +269,34 @@ def _train_share(args: tuple) -> list[dict]:
     return train_variant(variant_name, settings, cfg)
 
 
+_FORK_SAFE = False  # set by mark_single_threaded()
+
+
+def mark_single_threaded() -> None:
+    """Declare that this process set one torch thread before any torch work, so no OpenMP
+    thread pool exists and toy workers can be forked. `ganlab toy` calls it."""
+    global _FORK_SAFE
+    _FORK_SAFE = True
+
+
+def _worker_context():
+    """Forked workers on Linux in a process marked by `mark_single_threaded`, spawned ones
+    otherwise. A fork inherits the imported torch and ganlab (a spawned worker spends ~1.5 s
+    importing them again, measured per toy stage) and is safe while no thread pool exists to
+    be left behind in the child; the workers run one thread each. Anywhere else (a notebook
+    that has trained, macOS) spawn keeps the workers clean."""
+    import multiprocessing
+    import sys
+
+    if sys.platform == "linux" and _FORK_SAFE and torch.get_num_threads() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def train_in_workers(variant_name: str, settings: Mapping[str, Any], cfg: ToySuiteParams,
                      log: Callable[[str], None] | None = None) -> list[dict]:
-    """`train_variant`, with the datasets split over `cfg.workers` processes (spawned: a
-    forked child would inherit the parent's OpenMP state). Members keep `members_of` order.
+    """`train_variant`, with the datasets split over `cfg.workers` processes (see
+    `_worker_context` for how they start). Members keep `members_of` order.
     Collapse warnings are recorded in each member's numbers; only the in-process path can
     print them as they happen."""
     import dataclasses
@@ -280,12 +304,11 @@ def train_in_workers(variant_name: str, settings: Mapping[str, Any], cfg: ToySui
     n = min(cfg.workers, len(cfg.datasets))
     if n <= 1:
         return train_variant(variant_name, settings, cfg, log=log)
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     shares = [tuple(cfg.datasets[i::n]) for i in range(n)]
     tasks = [(variant_name, dict(settings), dataclasses.replace(cfg, datasets=share)) for share in shares]
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(n, mp_context=_worker_context()) as pool:
         results = list(pool.map(_train_share, tasks))
     by_member = {r["member"]: r for runs in results for r in runs}
     return [by_member[m] for m in members_of(cfg)]
