@@ -13,6 +13,7 @@ cost: a Python that imports the CLI module, then torch, then mlflow, and exits.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -100,6 +101,7 @@ def bench_stage_cost(repo: Path, files: list[str], reps: int = 2,
         setup = {"prepare": run([ganlab, "prepare"]), "judge": run([ganlab, "judge"]),
                  "train gan (default budget)": run([ganlab, "train", "gan"]),
                  "sample gan (default size)": run([ganlab, "sample", "gan"])}
+        floor_n = json.loads((tmp / "metrics" / "floor.json").read_text())["n_compared"]
         rows = []
         for stage, (key, small, large, unit) in KNOBS.items():
             walls = []
@@ -117,6 +119,8 @@ def bench_stage_cost(repo: Path, files: list[str], reps: int = 2,
             if stage == "sample":
                 run([ganlab, "sample", "gan"])
             x1, x2, default = float(small), float(large), _default(base, key)
+            if stage == "evaluate":  # evaluate scores min(n_samples, held-out count): the floor's N
+                default = float(floor_n)
             fixed, slope = fixed_and_slope(x1, walls[0], x2, walls[1])
             rows.append({"stage": stage, "knob": key, "unit": unit, "sizes": [x1, x2],
                          "wall_s": walls, "fixed_s": fixed, "work_s_per_unit": slope,
