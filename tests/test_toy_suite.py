@@ -258,8 +258,8 @@ def test_workers_split_the_datasets_and_give_each_share_its_solo_numbers() -> No
 
 
 def test_forked_workers_give_the_spawned_workers_numbers(tmp_path) -> None:
-    # `ganlab toy` marks its process single-threaded, so its workers are forked (no second
-    # torch import); this pytest process is not marked, so its workers are spawned.
+    # `ganlab toy` runs inside forked_workers(), so its workers are forked (no second torch
+    # import); outside that block (this test's own call) they are spawned.
     from ganlab import toy_suite
     from ganlab.toy_suite import train_in_workers
 
@@ -269,12 +269,14 @@ def test_forked_workers_give_the_spawned_workers_numbers(tmp_path) -> None:
     spawned = train_in_workers("gan", settings, cfg)
     code = (
         "import dataclasses, sys, numpy as np, torch; torch.set_num_threads(1)\n"
-        "from ganlab import toy_suite; toy_suite.mark_single_threaded()\n"
-        "assert toy_suite._worker_context().get_start_method() == 'fork'\n"
+        "from ganlab import toy_suite\n"
         "from tests.test_toy_suite import TINY, MAIN_VARIANTS\n"
         "cfg = dataclasses.replace(TINY, seeds=(0,), workers=2)\n"
         "s = toy_suite.toy_variant_settings(MAIN_VARIANTS['gan'], cfg)\n"
-        "runs = toy_suite.train_in_workers('gan', s, cfg)\n"
+        "with toy_suite.forked_workers():\n"
+        "    assert toy_suite._worker_context().get_start_method() == 'fork'\n"
+        "    runs = toy_suite.train_in_workers('gan', s, cfg)\n"
+        "assert toy_suite._worker_context().get_start_method() == 'spawn'\n"
         f"np.save({str(tmp_path / 'forked.npy')!r}, np.stack([r['samples'] for r in runs]))\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)

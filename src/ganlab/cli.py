@@ -181,19 +181,19 @@ def toy(variant: str, params_path: Path = PARAMS) -> None:
     import torch
 
     from ganlab import tracking
-    from ganlab.toy_suite import mark_single_threaded, members_of, run_toy_variant
+    from ganlab.toy_suite import forked_workers, members_of, run_toy_variant
 
     # Nets this small gain nothing from a second intra-op thread, and lose 50x when the
     # other core is busy (measured); one thread per toy stage, set before any torch work,
     # so the toy workers can be forked instead of spawned.
     torch.set_num_threads(1)
-    mark_single_threaded()
     v = params.variants[variant]
     cfg = params.toy
     out = Path("metrics/toy") / variant
     summary: dict[str, float] = {"toy_runs": 0}
     t0 = time.perf_counter()
-    cells = run_toy_variant(variant, v, cfg, out, log=typer.echo)
+    with forked_workers():
+        cells = run_toy_variant(variant, v, cfg, out, log=typer.echo)
     seconds = time.perf_counter() - t0
     # no wall time in the DVC metrics file: the same params must give the same bytes
     summary.update(toy_runs=len(members_of(cfg)), g_steps=cfg.g_steps, n_critic=v.n_critic)

@@ -16,6 +16,7 @@ The budget counts G steps: a check every `check_every` G steps is one trainer ep
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -269,18 +270,25 @@ def _train_share(args: tuple) -> list[dict]:
     return train_variant(variant_name, settings, cfg)
 
 
-_FORK_SAFE = False  # set by mark_single_threaded()
+_FORK_SAFE = False  # True only inside forked_workers()
 
 
-def mark_single_threaded() -> None:
-    """Declare that this process set one torch thread before any torch work, so no OpenMP
-    thread pool exists and toy workers can be forked. `ganlab toy` calls it."""
+@contextlib.contextmanager
+def forked_workers():
+    """Inside this block, toy workers may be forked: the caller declares that its process
+    set one torch thread before any torch work, so no OpenMP thread pool exists to be left
+    behind. `ganlab toy` wraps its run in it; the flag is reset on the way out, so a process
+    that runs the command in-process (tests) does not keep forking afterwards."""
     global _FORK_SAFE
     _FORK_SAFE = True
+    try:
+        yield
+    finally:
+        _FORK_SAFE = False
 
 
 def _worker_context():
-    """Forked workers on Linux in a process marked by `mark_single_threaded`, spawned ones
+    """Forked workers on Linux inside `forked_workers()`, spawned ones
     otherwise. A fork inherits the imported torch and ganlab (a spawned worker spends ~1.5 s
     importing them again, measured per toy stage) and is safe while no thread pool exists to
     be left behind in the child; the workers run one thread each. Anywhere else (a notebook
