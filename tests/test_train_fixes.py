@@ -9,6 +9,7 @@ import ganlab.train as tr
 from ganlab.params import ParamsError, parse_params
 from ganlab.prepare import run_prepare
 from ganlab.train import GanTrainer, TrainState, load_checkpoint, run_train, save_checkpoint
+from tests.conftest import die_after_epochs
 
 
 def _real(n=96, shape=(1, 28, 28)):
@@ -127,27 +128,13 @@ def test_checkpoints_load_only_tensors_and_plain_types(tmp_path):
     assert load_checkpoint(path, "abc")["state"]["rows"] == [{"a": 1.0}]
 
 
-def _killed_after(monkeypatch, n_epochs):
-    original = tr.timed_epoch
-    calls = {"n": 0}
-
-    def dying(trainer, state):
-        if calls["n"] == n_epochs:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(trainer, state)
-
-    monkeypatch.setattr(tr, "timed_epoch", dying)
-    return original
-
-
 def test_checkpoint_of_other_code_is_not_resumed(in_tmp, tiny_params, monkeypatch):
     monkeypatch.setattr(tr, "CHECKPOINT_EVERY_SECONDS", 0.0)
     run_prepare(tiny_params)
     tiny_params = _no_monitor(tiny_params)
     params = dataclasses.replace(tiny_params, variants={"gan": dataclasses.replace(
         tiny_params.variants["gan"], epochs=3)})
-    original = _killed_after(monkeypatch, 2)
+    original = die_after_epochs(tr, monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run_train(params, "gan", echo=lambda *_: None)
     monkeypatch.setattr(tr, "timed_epoch", original)
@@ -178,7 +165,7 @@ def test_resume_does_not_log_steps_twice(in_tmp, tiny_params, monkeypatch):
 
     monkeypatch.setattr(tr, "CHECKPOINT_EVERY_SECONDS", 0.0)
     monkeypatch.setattr(tr, "save_checkpoint", once)
-    original = _killed_after(monkeypatch, 2)
+    original = die_after_epochs(tr, monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run_train(params, "gan", echo=lambda *_: None)
     monkeypatch.setattr(tr, "timed_epoch", original)
