@@ -570,6 +570,15 @@ def _git_files() -> list[str]:
     return sorted(files)
 
 
+def copy_project(dest: Path) -> None:
+    """The files `_git_files` names, copied from REPO into `dest` with their folders."""
+    for rel in _git_files():
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
 def stage_order(root: Path) -> list[str]:
     """dvc.yaml's stages in file order, each foreach stage expanded to name@V.
 
@@ -598,11 +607,7 @@ def bench_pipeline(dry: bool) -> dict:
         raise RuntimeError("dvc not found next to this Python or on PATH")
     tmp = Path(tempfile.mkdtemp(prefix="ganlab-pipeline-"))
     try:
-        for rel in _git_files():
-            src = REPO / rel
-            if src.is_file():
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, tmp / rel)
+        copy_project(tmp)
         subprocess.run(["git", "init", "-q"], cwd=tmp, check=True)
         # The venv's `ganlab` is an editable install of REPO/src; PYTHONPATH makes the
         # stages import the copy, which is what DVC hashes as their dependencies.
@@ -827,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     if "stages" in sections:
         from stage_cost import bench_stage_cost
 
-        section("stages", lambda: bench_stage_cost(REPO, _git_files(), reps=1 if args.quick else 2))
+        section("stages", lambda: bench_stage_cost(copy_project, reps=1 if args.quick else 2))
     if sections & {"ddp", "store"}:
         sys.path.insert(0, str(REPO))  # tests.servers: the PostgreSQL / mlflow server helpers
         import scale

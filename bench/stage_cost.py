@@ -69,16 +69,14 @@ def _default(raw: dict, dotted: str) -> float:
     return float(_get(raw, dotted))
 
 
-def bench_stage_cost(repo: Path, files: list[str], reps: int = 2,
+def bench_stage_cost(copy_project: Callable[[Path], None], reps: int = 2,
                      log: Callable[[str], None] = print) -> dict:
+    """Time the stages in a fresh copy of the project that `copy_project(dest)` writes."""
     venv_bin = Path(sys.executable).parent
     ganlab = str(venv_bin / "ganlab") if (venv_bin / "ganlab").exists() else "ganlab"
     tmp = Path(tempfile.mkdtemp(prefix="ganlab-stages-"))
     try:
-        for rel in files:
-            if (repo / rel).is_file():
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(repo / rel, tmp / rel)
+        copy_project(tmp)
         env = dict(os.environ, PYTHONPATH=str(tmp / "src"),
                    PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
         for key in [k for k in env if k.startswith("MLFLOW_")]:
