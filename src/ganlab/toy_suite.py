@@ -64,9 +64,8 @@ def toy_variant_settings(variant_dict: Mapping[str, Any], toy: ToySuiteParams) -
         return None
     lr = float(settings.get("lr", TrainParams.lr))
     d_lr = float(settings.get("d_lr", TrainParams.d_lr)) or lr  # d_lr 0 means "G's lr"
-    if toy.lr_scale != 1.0 or toy.d_lr_ratio != 1.0 or "lr" in settings or "d_lr" in settings:
-        settings["lr"] = lr * toy.lr_scale
-        settings["d_lr"] = d_lr * toy.lr_scale * toy.d_lr_ratio
+    settings["lr"] = lr * toy.lr_scale
+    settings["d_lr"] = d_lr * toy.lr_scale * toy.d_lr_ratio
     settings.update(arch="toy", width=toy.width, latent_dim=toy.latent_dim,
                     batch_size=toy.batch_size, epochs=1, log_every=NO_LOGGING, d_norm="none")
     return settings
