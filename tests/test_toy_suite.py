@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import subprocess
@@ -58,7 +57,7 @@ def test_toy_variant_settings_overrides_the_architecture_only() -> None:
     assert (s["arch"], s["width"], s["latent_dim"], s["batch_size"]) == ("toy", 32, 3, 128)
     assert s["d_norm"] == "none"
     assert (s["loss"], s["clip"], s["n_critic"], s["optimizer"]) == ("wasserstein", 0.01, 5, "rmsprop")
-    assert s["lr"] == pytest.approx(5e-5 * toy.lr_scale)
+    assert s["lr"] == pytest.approx(MAIN_VARIANTS["wgan"]["lr"] * toy.lr_scale)
     assert toy_variant_settings(MAIN_VARIANTS["dcgan"], toy) is None
 
 
