@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -75,6 +76,19 @@ def test_d_lr_ratio_raises_only_ds_rate_for_every_variant() -> None:
         # ratio 1 keeps D at the variant's own D rate (G's when d_lr is 0), scaled alike
         assert plain.d_learning_rate == pytest.approx(4.0 * base.d_learning_rate)
         assert ttur.d_learning_rate == pytest.approx(1.5 * plain.d_learning_rate)
+
+
+def test_toy_betas_replace_every_adam_variants_betas_and_nothing_else() -> None:
+    cfg = ToySuiteParams(lr_scale=4.0, betas=(0.0, 0.9))
+    for name in ("minimax", "gan", "lsgan", "wgan", "wgan_gp", "sngan"):
+        own = _train_params(toy_variant_settings(MAIN_VARIANTS[name], ToySuiteParams(lr_scale=4.0)))
+        set_ = _train_params(toy_variant_settings(MAIN_VARIANTS[name], cfg))
+        assert own.betas == _train_params(MAIN_VARIANTS[name]).betas  # empty: the variant's own
+        if own.optimizer == "adam":
+            assert tuple(set_.betas) == (0.0, 0.9)
+            assert dataclasses.replace(set_, betas=own.betas) == own
+        else:  # RMSProp (wgan) has no betas: untouched
+            assert set_ == own
 
 
 def test_run_writes_samples_that_rescore_to_the_json(tmp_path) -> None:
@@ -168,7 +182,8 @@ def test_toy_params_from_dict_and_checks() -> None:
     for raw, key in [({"stepz": 3}, "toy.stepz"), ({"datasets": ["spiral"]}, "toy.datasets"),
                      ({"g_steps": 1.5}, "toy.g_steps"), ({"seeds": [1, 1]}, "toy.seeds"),
                      ({"collapse_threshold": 1.5}, "toy.collapse_threshold"),
-                     ({"lr_final": 0.0}, "toy.lr_final"), ({"d_lr_ratio": 0}, "toy.d_lr_ratio")]:
+                     ({"lr_final": 0.0}, "toy.lr_final"), ({"d_lr_ratio": 0}, "toy.d_lr_ratio"),
+                     ({"betas": [0.0]}, "toy.betas"), ({"betas": [0.0, 1.0]}, r"toy.betas\[1\]")]:
         with pytest.raises(ParamsError, match=key):
             ToySuiteParams.from_dict(raw)
 

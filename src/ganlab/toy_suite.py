@@ -48,8 +48,8 @@ def toy_variant_settings(variant_dict: Mapping[str, Any], toy: ToySuiteParams) -
     """A main variant's settings recast for the toy suite, or None to skip it.
 
     Kept from the variant: loss, ls_targets, clip, gp, r1, spectral_norm, instance_noise,
-    optimizer, lr / d_lr (times `toy.lr_scale`; D's also times `toy.d_lr_ratio`), betas,
-    n_critic, ema.
+    optimizer, lr / d_lr (times `toy.lr_scale`; D's also times `toy.d_lr_ratio`), betas
+    (Adam variants take `toy.betas` when it is set), n_critic, ema.
     Replaced: arch -> toy; width, latent_dim, batch_size from `toy`; epochs (the suite
     counts G steps itself); log_every (off); d_norm -> none (the toy D has no
     normalisation, and saying so lets the trainer run real and fake through D in one pass).
@@ -66,6 +66,8 @@ def toy_variant_settings(variant_dict: Mapping[str, Any], toy: ToySuiteParams) -
     d_lr = float(settings.get("d_lr", TrainParams.d_lr)) or lr  # d_lr 0 means "G's lr"
     settings["lr"] = lr * toy.lr_scale
     settings["d_lr"] = d_lr * toy.lr_scale * toy.d_lr_ratio
+    if toy.betas and settings.get("optimizer", TrainParams.optimizer) == "adam":
+        settings["betas"] = list(toy.betas)
     settings.update(arch="toy", width=toy.width, latent_dim=toy.latent_dim,
                     batch_size=toy.batch_size, epochs=1, log_every=NO_LOGGING, d_norm="none")
     return settings
