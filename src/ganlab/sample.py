@@ -63,11 +63,10 @@ def to_uint8(x: Tensor) -> np.ndarray:
 
 
 def save_grid(images: Tensor, path: Path, nrow: int) -> None:
-    from torchvision.utils import save_image
+    from ganlab.grid import save_png
 
     with atomic_path(path, suffix=".png") as tmp:
-        save_image(images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png",
-                   padding=2, pad_value=0.5)
+        save_png(images, tmp, nrow=nrow, padding=2, pad_value=0.5)
 
 
 def run_sample(params: Params, variant: str, echo=print, seed: int | None = None) -> dict:

@@ -630,10 +630,10 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
     """run_train's body on one rank. Under torchrun every rank trains its shard; rank 0
     alone reads the checkpoint (and hands it to the others), logs to MLflow and writes
     progress, checkpoints and outputs; the others wait at the closing barrier."""
-    from torchvision.utils import save_image
     from tqdm import tqdm
 
     from ganlab import tracking
+    from ganlab.grid import save_png
     from ganlab.util import write_json
 
     if p.batch_size % dist.world_size:
@@ -696,7 +696,7 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
         tracking.log_metrics(state.run_id, [r for r in rows if r["step"] > logged_upto])
         grid = _eval_grid(trainer, fixed_z)
         with atomic_path(progress_dir / f"epoch_{state.epoch:03d}.png", suffix=".png") as tmp:
-            save_image(grid, tmp, nrow=8, normalize=True, value_range=(-1, 1), format="png")
+            save_png(grid, tmp, nrow=8)
         tracking.log_image(state.run_id, grid, "progress", step=state.epoch)  # UI steps through it
         stop = False
         if monitor is not None and monitor.due(state.epoch, state.epoch == p.epochs):
