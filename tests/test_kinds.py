@@ -139,6 +139,16 @@ def test_cycle_needs_a_digit_dataset(tiny_raw):
         parse_params(tiny_raw)
 
 
+def test_cycle_does_not_inherit_the_training_ema_and_refuses_its_own(tiny_raw):
+    tiny_raw["training"]["ema"] = 0.99
+    tiny_raw["variants"] = {"c": {"kind": "cycle", "arch": "dcgan"}, "g": {"loss": "nonsaturating"}}
+    p = parse_params(tiny_raw)
+    assert p.variant("c").ema == 0.0 and p.variant("g").ema == 0.99
+    tiny_raw["variants"]["c"]["ema"] = 0.99
+    with pytest.raises(ParamsError, match="variants.c.ema: kind cycle does not average"):
+        parse_params(tiny_raw)
+
+
 def test_uci_digits_upsample_to_the_mnist_convention():
     from ganlab.data.uci import upsample_uci
 

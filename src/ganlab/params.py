@@ -440,6 +440,10 @@ def parse_params(raw: Any) -> Params:
                 f"variants.{name}: a variant name must be lower case letters, digits and _"
             )
         v = _build(f"variants.{name}", TrainParams, spec, base=params.training)
+        if v.kind == "cycle" and "ema" not in (spec or {}):
+            # the cycle kind trains two generators and samples them as trained: it takes no
+            # weight average, so it does not inherit `training.ema` (an explicit one is refused)
+            v = dataclasses.replace(v, ema=0.0)
         v.check(f"variants.{name}")
         if v.kind == "cycle" and params.dataset.name not in CYCLE_DATASETS:
             raise ParamsError(
