@@ -62,9 +62,34 @@ def kid(
     if m < 2:
         raise ValueError("need at least 2 samples in each set")
     rng = np.random.default_rng(seed)
-    values = np.empty(num_subsets)
-    for s in range(num_subsets):
-        ia = rng.choice(a.shape[0], size=m, replace=False)
-        ib = rng.choice(b.shape[0], size=m, replace=False)
-        values[s] = mmd2_unbiased(a[ia], b[ib])
+    draws = [(rng.choice(a.shape[0], size=m, replace=False), rng.choice(b.shape[0], size=m, replace=False))
+             for _ in range(num_subsets)]
+    if _kernels_once_pay(a.shape[0], b.shape[0], m, num_subsets):
+        values = _subset_mmds_from_kernels(a, b, draws)
+    else:
+        values = np.array([mmd2_unbiased(a[ia], b[ib]) for ia, ib in draws])
     return float(values.mean()), float(values.std())
+
+
+# Above this many entries per kernel matrix (200 MB in float64) the subsets' own kernels are used.
+_MAX_KERNEL_ENTRIES = 5000 * 5000
+
+
+def _kernels_once_pay(n_a: int, n_b: int, m: int, num_subsets: int) -> bool:
+    """Whether the three kernel matrices of the whole sets cost fewer kernel entries than the
+    subsets' own (and fit in memory). Each subset then reads its blocks instead of recomputing
+    them: at evaluate's N = 1,000 and 50 subsets of 500, 12x less arithmetic."""
+    whole = n_a * n_a + n_b * n_b + n_a * n_b
+    return whole <= 3 * num_subsets * m * m and max(n_a, n_b) ** 2 <= _MAX_KERNEL_ENTRIES
+
+
+def _subset_mmds_from_kernels(a: np.ndarray, b: np.ndarray, draws) -> np.ndarray:
+    """mmd2_unbiased(a[ia], b[ib]) for every (ia, ib), each read from kernels of the whole sets."""
+    k_aa, k_bb, k_ab = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
+    out = np.empty(len(draws))
+    for s, (ia, ib) in enumerate(draws):
+        m = len(ia)
+        sum_aa = k_aa[np.ix_(ia, ia)].sum() - k_aa[ia, ia].sum()
+        sum_bb = k_bb[np.ix_(ib, ib)].sum() - k_bb[ib, ib].sum()
+        out[s] = (sum_aa + sum_bb) / (m * (m - 1)) - 2.0 * k_ab[np.ix_(ia, ib)].sum() / (m * m)
+    return out
