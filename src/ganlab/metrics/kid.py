@@ -84,12 +84,20 @@ def _kernels_once_pay(n_a: int, n_b: int, m: int, num_subsets: int) -> bool:
 
 
 def _subset_mmds_from_kernels(a: np.ndarray, b: np.ndarray, draws) -> np.ndarray:
-    """mmd2_unbiased(a[ia], b[ib]) for every (ia, ib), each read from kernels of the whole sets."""
+    """mmd2_unbiased(a[ia], b[ib]) for every (ia, ib), from kernels of the whole sets.
+
+    A subset is its indicator vector c, so its kernel sum is c' K c (c' K_ab c_b across sets),
+    and its diagonal is c . diag(K): three matrix products for all subsets at once instead of
+    3 x num_subsets gathers of m x m blocks.
+    """
     k_aa, k_bb, k_ab = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
-    out = np.empty(len(draws))
+    c_a = np.zeros((len(draws), a.shape[0]))
+    c_b = np.zeros((len(draws), b.shape[0]))
     for s, (ia, ib) in enumerate(draws):
-        m = len(ia)
-        sum_aa = k_aa[np.ix_(ia, ia)].sum() - k_aa[ia, ia].sum()
-        sum_bb = k_bb[np.ix_(ib, ib)].sum() - k_bb[ib, ib].sum()
-        out[s] = (sum_aa + sum_bb) / (m * (m - 1)) - 2.0 * k_ab[np.ix_(ia, ib)].sum() / (m * m)
-    return out
+        c_a[s, ia] = 1.0
+        c_b[s, ib] = 1.0
+    m = len(draws[0][0])
+    sum_aa = ((c_a @ k_aa) * c_a).sum(1) - c_a @ np.diag(k_aa)
+    sum_bb = ((c_b @ k_bb) * c_b).sum(1) - c_b @ np.diag(k_bb)
+    sum_ab = ((c_a @ k_ab) * c_b).sum(1)
+    return (sum_aa + sum_bb) / (m * (m - 1)) - 2.0 * sum_ab / (m * m)
