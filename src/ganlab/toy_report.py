@@ -105,7 +105,12 @@ def toy_section(params: Params, metrics_dir: Path) -> list[str]:
         f"Every non-conv variant's loss, penalties and optimiser on small MLPs (3×{cfg.width}, "
         f"batch {cfg.batch_size}), {cfg.g_steps} generator updates per training (n_critic 5 "
         f"variants train their critic 5× as many steps), {len(cfg.seeds)} seeds per dataset, all "
-        f"(dataset × seed) trainings of a variant batched in one process. {cfg.n_eval} samples "
+        f"(dataset × seed) trainings of a variant batched in one process. Rates: each variant's "
+        f"× {cfg.lr_scale:g}, D's × {cfg.d_lr_ratio:g} on top, decaying linearly to "
+        f"{cfg.lr_final:g}× over the last {1 - cfg.lr_decay_start:.0%} of the steps; "
+        + (f"Adam β ({cfg.betas[0]:g}, {cfg.betas[1]:g}) for every Adam variant. " if cfg.betas
+           else "each variant's own Adam β. ")
+        + f"{cfg.n_eval} samples "
         "scored per training: a sample is high quality (HQ) within 3 std of its nearest mode, a "
         "mode is covered when it is the nearest mode of ≥ 1 HQ sample, and the reverse KL compares "
         "the HQ samples' mode histogram with uniform. Mean ± s.e. over seeds, the form of the "
