@@ -213,6 +213,11 @@ def test_report_section_shows_ours_beside_the_quoted_rows(in_tmp, tiny_params) -
     else:  # one seed: no interval, and no interval line
         assert "modes_ci95" not in scores and "95% Student-t" not in text
     assert "quoted" in text and "GDPP" in text and "grid25" not in text.split("Quoted rows")[0]
+    assert f"Rates: each variant's × {cfg.lr_scale:g}, D's × {cfg.d_lr_ratio:g}" in text
+    assert "each variant's own Adam β" in text  # TINY sets no toy.betas
+    with_betas = toy_section(dataclasses.replace(params, toy=dataclasses.replace(cfg, betas=(0.0, 0.9))),
+                             in_tmp / "metrics")
+    assert "Adam β (0, 0.9) for every Adam variant" in "\n".join(with_betas)
     png = in_tmp / "metrics/report_toy/ring8.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
