@@ -45,20 +45,6 @@ def test_kid_subset_size_is_clipped():
     assert np.isfinite(mean)
 
 
-@pytest.mark.parametrize("n_a, n_b, subsets, size", [(1000, 1000, 50, 500), (300, 200, 2, 150)])
-def test_kid_from_whole_set_kernels_equals_the_subsets_own(monkeypatch, n_a, n_b, subsets, size):
-    import sys
-
-    kid_module = sys.modules[kid.__module__]  # the package exports the function under the same name
-    rng = np.random.default_rng(4)
-    a, b = rng.normal(size=(n_a, 24)), 0.3 + rng.normal(size=(n_b, 24))
-    fast = kid(a, b, num_subsets=subsets, subset_size=size, seed=7)
-    assert kid_module._kernels_once_pay(n_a, n_b, min(size, n_a, n_b), subsets) == (subsets > 2)
-    monkeypatch.setattr(kid_module, "_kernels_once_pay", lambda *args: False)
-    direct = kid(a, b, num_subsets=subsets, subset_size=size, seed=7)
-    assert fast == pytest.approx(direct, rel=1e-9, abs=1e-12)
-
-
 @pytest.mark.parametrize("num_classes", [2, 10, 1000])
 def test_is_of_uniform_one_hot_equals_num_classes(num_classes):
     splits = 10
