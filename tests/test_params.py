@@ -98,3 +98,21 @@ def test_every_shipped_variant_names_its_loss():
 
     variants = yaml.safe_load((REPO / "params.yaml").read_text())["variants"]
     assert [v for v, spec in variants.items() if "loss" not in spec] == []
+
+
+def test_exponent_floats_written_by_dvc_set_parse_as_numbers(tmp_path, tiny_raw):
+    # `dvc exp run -S variants.wgan.lr=5e-5` writes `lr: 5e-05`, which PyYAML (YAML 1.1)
+    # reads as a string; it must still be the number the user set
+    import yaml
+
+    from ganlab.params import load_params
+
+    path = tmp_path / "params.yaml"
+    tiny_raw["variants"]["gan"]["lr"] = 1.0  # replaced by the text below
+    text = yaml.safe_dump(tiny_raw, sort_keys=False).replace("lr: 1.0", "lr: 5e-05", 1)
+    assert "lr: 5e-05" in text and yaml.safe_load(text)["variants"]["gan"]["lr"] == "5e-05"
+    path.write_text(text)
+    assert load_params(path).variant("gan").lr == 5e-05
+    tiny_raw["variants"]["gan"]["lr"] = "fast"
+    with pytest.raises(ParamsError, match="variants.gan.lr: 'fast' must be a number"):
+        parse_params(tiny_raw)

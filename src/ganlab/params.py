@@ -347,6 +347,9 @@ def _in_range(key: str, value: float, lo: float, hi: float | None) -> None:
         raise ParamsError(f"{key}: {value!r} must be {bound}")
 
 
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(key: str, tp: Any, value: Any) -> Any:
     """Turn a YAML value into `tp`, or raise naming the key and the expected type."""
     origin = get_origin(tp)
@@ -371,6 +374,10 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
             raise ParamsError(f"{key}: {value!r} must be an integer")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            # YAML 1.1 (PyYAML) reads 5e-05 as a string: a float needs a dot there. DVC writes
+            # `-S variants.wgan.lr=5e-5` exactly so, and reads it back as YAML 1.2 (a float).
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{key}: {value!r} must be a number")
         return float(value)
