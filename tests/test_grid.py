@@ -12,16 +12,19 @@ from PIL import Image
 
 from ganlab.grid import image_grid, save_png
 
-torchvision_utils = pytest.importorskip("torchvision.utils")
+
+def _torchvision_utils():
+    return pytest.importorskip("torchvision.utils", reason="the comparison needs torchvision")
 
 
 @pytest.mark.parametrize("n, channels, nrow, pad_value", [(10, 1, 8, 0.5), (64, 1, 8, 0.0),
-                                                         (5, 3, 2, 0.5), (1, 3, 8, 0.0)])
+                                                         (5, 3, 2, 0.5), (1, 3, 8, 0.0),
+                                                         (1, 1, 8, 0.5), (3, 1, 8, 0.0)])
 def test_grid_equals_torchvisions(n, channels, nrow, pad_value) -> None:
     # values beyond [-1, 1] check the clamping; 10 images in rows of 8 leave a short last row
     images = 1.3 * torch.randn(n, channels, 7, 9, generator=torch.Generator().manual_seed(n))
     ours = image_grid(images, nrow=nrow, padding=2, pad_value=pad_value)
-    theirs = torchvision_utils.make_grid(images, nrow=nrow, padding=2, pad_value=pad_value,
+    theirs = _torchvision_utils().make_grid(images, nrow=nrow, padding=2, pad_value=pad_value,
                                          normalize=True, value_range=(-1, 1))
     assert ours.shape == theirs.shape
     assert torch.equal(ours, theirs)
@@ -30,7 +33,7 @@ def test_grid_equals_torchvisions(n, channels, nrow, pad_value) -> None:
 def test_png_has_save_images_pixels(tmp_path) -> None:
     images = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     save_png(images, tmp_path / "ours.png", nrow=8, pad_value=0.5)
-    torchvision_utils.save_image(images, tmp_path / "theirs.png", nrow=8, padding=2, pad_value=0.5,
+    _torchvision_utils().save_image(images, tmp_path / "theirs.png", nrow=8, padding=2, pad_value=0.5,
                                  normalize=True, value_range=(-1, 1))
     ours, theirs = (np.asarray(Image.open(tmp_path / f)) for f in ("ours.png", "theirs.png"))
     assert ours.dtype == np.uint8 and ours.shape == theirs.shape

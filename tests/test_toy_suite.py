@@ -183,7 +183,8 @@ def test_toy_params_from_dict_and_checks() -> None:
                      ({"g_steps": 1.5}, "toy.g_steps"), ({"seeds": [1, 1]}, "toy.seeds"),
                      ({"collapse_threshold": 1.5}, "toy.collapse_threshold"),
                      ({"lr_final": 0.0}, "toy.lr_final"), ({"d_lr_ratio": 0}, "toy.d_lr_ratio"),
-                     ({"betas": [0.0]}, "toy.betas"), ({"betas": [0.0, 1.0]}, r"toy.betas\[1\]")]:
+                     ({"betas": [0.0]}, "toy.betas"), ({"betas": [0.0, 1.0]}, r"toy.betas\[1\]"),
+                     ({"betas": [0.5, 0.99995]}, r"toy.betas\[1\]")]:
         with pytest.raises(ParamsError, match=key):
             ToySuiteParams.from_dict(raw)
 

@@ -39,7 +39,8 @@ class ToySuiteParams:
     # D's lr over G's on top of lr_scale (TTUR, Heusel et al. 2017), for every variant alike:
     # a D that resolves the grid's 0.05-wide modes is what lifts the share of high quality
     d_lr_ratio: float = 1.0
-    # Adam's (beta1, beta2) for every Adam variant alike; empty keeps each variant's own.
+    # Adam's (beta1, beta2) for every Adam variant alike; without the key (`-S '~toy.betas'`),
+    # each variant's own.
     # beta1 0 (no momentum) as in SNGAN's and BigGAN's setups: at the toy rates momentum
     # overshoots the grid's narrow modes
     betas: tuple[float, ...] = ()
@@ -86,8 +87,8 @@ class ToySuiteParams:
                 raise ParamsError(f"{key}.betas: {list(self.betas)} must be two numbers [beta1, beta2], "
                                   "or left out to keep each variant's own")
             for i, b in enumerate(self.betas):
-                if not 0.0 <= b < 1.0:
-                    raise ParamsError(f"{key}.betas[{i}]: {b!r} must be in [0, 1)")
+                if not 0.0 <= b <= 0.9999:  # the range a variant's own betas may take
+                    raise ParamsError(f"{key}.betas[{i}]: {b!r} must be in [0, 0.9999]")
         if not 0.0 <= self.lr_decay_start <= 1.0:
             raise ParamsError(f"{key}.lr_decay_start: {self.lr_decay_start!r} must be in [0, 1]")
         if not 0.0 < self.lr_final <= 1.0:

@@ -106,8 +106,9 @@ def toy_section(params: Params, metrics_dir: Path) -> list[str]:
         f"batch {cfg.batch_size}), {cfg.g_steps} generator updates per training (n_critic 5 "
         f"variants train their critic 5× as many steps), {len(cfg.seeds)} seeds per dataset, all "
         f"(dataset × seed) trainings of a variant batched in one process. Rates: each variant's "
-        f"× {cfg.lr_scale:g}, D's × {cfg.d_lr_ratio:g} on top, decaying linearly to "
-        f"{cfg.lr_final:g}× over the last {1 - cfg.lr_decay_start:.0%} of the steps; "
+        f"× {cfg.lr_scale:g}, D's × {cfg.d_lr_ratio:g} on top, "
+        + (f"decaying linearly to {cfg.lr_final:g}× over the last {1 - cfg.lr_decay_start:.0%} of "
+           "the steps; " if cfg.lr_decay_start < 1 and cfg.lr_final < 1 else "constant; ")
         + (f"Adam β ({cfg.betas[0]:g}, {cfg.betas[1]:g}) for every Adam variant. " if cfg.betas
            else "each variant's own Adam β. ")
         + f"{cfg.n_eval} samples "

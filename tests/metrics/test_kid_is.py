@@ -39,6 +39,11 @@ def test_mmd2_matches_explicit_double_sum():
     assert mmd2_unbiased(x, y) == pytest.approx(expected, rel=1e-10)
 
 
+def test_mmd2_takes_integer_features():
+    x = np.arange(12).reshape(4, 3)
+    assert mmd2_unbiased(x, x + 1) == pytest.approx(mmd2_unbiased(x.astype(float), x + 1.0), rel=1e-12)
+
+
 def test_kid_subset_size_is_clipped():
     rng = np.random.default_rng(3)
     mean, _ = kid(rng.normal(size=(30, 4)), rng.normal(size=(50, 4)), num_subsets=3)

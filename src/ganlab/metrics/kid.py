@@ -20,7 +20,7 @@ import numpy as np
 
 
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    k = x @ y.T
+    k = np.asarray(x @ y.T, dtype=np.result_type(x.dtype, y.dtype, np.float32))  # ints -> float
     k /= x.shape[1]
     k += 1.0
     return k * k * k  # numpy's ** 3 goes through pow(), several times slower
