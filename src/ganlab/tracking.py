@@ -369,10 +369,9 @@ def fail_run_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
 def log_image(run_id: str, images: Any, key: str, step: int, nrow: int = 8) -> None:
     """Log a batch of images in [-1, 1] (N, C, H, W) as one grid at `step`, so the UI's
     image view can step through training instead of listing loose PNG files."""
-    from ganlab.grid import image_grid
+    from ganlab.grid import grid_pixels, image_grid
 
-    grid = image_grid(images, nrow=nrow, padding=2, pad_value=0.5)
-    arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    arr = grid_pixels(image_grid(images, nrow=nrow, padding=2, pad_value=0.5))
     c, _ = client()
     c.log_image(run_id, arr, key=key, step=int(step), synchronous=True)
 
