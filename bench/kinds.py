@@ -29,8 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)  # as `ganlab train` runs
-    from ganlab.params import load_params
-    from ganlab.train import TrainState, build_trainer
+    from ganlab.config.params import load_params
+    from ganlab.kinds.base import TrainState
+    from ganlab.kinds.training import build_trainer
 
     params = load_params(args.params)
     out = {}

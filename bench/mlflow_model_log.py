@@ -3,8 +3,9 @@
 Reports wall and CPU seconds (the process's own; on a busy machine the wall time is several
 times the CPU time). Each measurement is a fresh process, as under `dvc repro` (one process
 per stage): torch and mlflow are imported and the store opened first (a training pays those
-anyway); the timed part is `ganlab.mlmodel.log_generator` alone (torch.export import + trace,
-MLmodel files, logged model, registry version). Default params' generators, an empty store.
+anyway); the timed part is `ganlab.tracking.models.log_model` of G alone, as the unconditional
+kind's `log_models` calls it (torch.export import + trace, MLmodel files, logged model,
+registry version). Default params' generators, an empty store.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/mlflow_model_log.py [--reps 3] [--variants gan,dcgan]
 """
@@ -26,18 +27,20 @@ import json, os, sys, time
 from pathlib import Path
 import torch, yaml
 torch.set_num_threads(1)
-from ganlab import tracking
-from ganlab.mlmodel import log_generator
-from ganlab.nets import build_gan
-from ganlab.params import parse_params
+from ganlab.config.params import parse_params
+from ganlab.nets.build import build_gan
+from ganlab.tracking import models, runs
 
 params = parse_params(yaml.safe_load(Path(sys.argv[1]).read_text()))
 variant = sys.argv[2]
 p = params.variant(variant)
 g, _ = build_gan(p, (1, 28, 28))
-run_id = tracking.start_run(variant, {}, tracking.run_tags(variant, "-", p))
+run_id = runs.start_run(variant, {}, runs.run_tags(variant, "-", p))
+meta = {"kind": "unconditional", "variant": variant, "latent_dim": p.latent_dim}
 t0, c0 = time.perf_counter(), time.process_time()
-out = log_generator(run_id, g, variant, p.latent_dim, (1, 28, 28))
+out = models.log_model(run_id, g, models.ARTIFACT, models.registered_name(variant),
+                       models.signature(p.latent_dim, (1, 28, 28)),
+                       models.example_latents(2, p.latent_dim), meta, None)
 print(json.dumps({"variant": variant, "seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
 """
 

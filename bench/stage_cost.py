@@ -1,14 +1,18 @@
 """`bench/run.py --only stages`: each pipeline stage's fixed cost, apart from its work.
 
 A stage's wall time is fixed cost (process start, imports, MLflow store, model logging,
-writing files) plus work that grows with its size knob. Each stage command runs as a user
-runs it (`ganlab <stage> gan`, a fresh process, in a copy of the repo) at two sizes of its
-knob; the straight line through the two wall times gives
+loading the judge, writing files) plus work that grows with its size knob. Each stage command
+runs as a user runs it (`ganlab <stage> [gan]`, a fresh process, in a copy of the repo) at two
+sizes of its knob; the straight line through the two wall times gives
 
     fixed = intercept (the wall time at size 0),  work = slope x the size params.yaml sets.
 
 Each point is the fastest of `reps` runs. The import rows are the floor under any fixed
 cost: a Python that imports the CLI module, then torch, then mlflow, and exits.
+
+The stages: train, sample, evaluate, toy, floor (the real-vs-real floor, its own stage apart
+from judge training) and quality (scores the snapshots the train stage saved). Set up first,
+at params.yaml's sizes: prepare, judge, floor, train gan, sample gan.
 """
 
 from __future__ import annotations
@@ -24,14 +28,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from common import copy_project, fmt, print_table
 
-# stage -> (params key, small, large, what one unit is); the default size is read from params.yaml
+VARIANT = "gan"
+# stage -> (params key, small, large, what one unit is), in the order they run (quality scores
+# the snapshots of the default-budget training the train row leaves behind); the default size
+# is read from params.yaml
 KNOBS: dict[str, tuple[str, float, float, str]] = {
-    "train": ("variants.gan.epochs", 8, 24, "epochs"),
+    "train": (f"variants.{VARIANT}.epochs", 8, 24, "epochs"),
     "sample": ("sample.n_samples", 500, 2000, "images"),
     "evaluate": ("evaluate.n_samples", 250, 1000, "images"),
     "toy": ("toy.g_steps", 600, 1800, "G steps"),
+    # the floor scores N = min(evaluate.n_samples, sample.n_samples, held-out count) images
+    "floor": ("evaluate.n_samples", 250, 1000, "images"),
+    # fixed-noise images per snapshot, scored against as many training images
+    "quality": ("monitor.n_samples", 250, 1000, "images per snapshot"),
 }
+# stages that take no variant argument
+PROJECT_STAGES = {"prepare", "judge", "floor"}
 IMPORTS = {
     "python + ganlab CLI": "import ganlab.cli",
     "+ torch": "import ganlab.cli, torch",
@@ -63,15 +77,19 @@ def _get(raw: dict, dotted: str):
 
 
 def _default(raw: dict, dotted: str) -> float:
-    """The knob's value in params.yaml (gan's epochs come from `training:` when it states none)."""
-    if dotted == "variants.gan.epochs":
-        return float(raw["variants"]["gan"].get("epochs", raw["training"]["epochs"]))
+    """The knob's value in params.yaml (a variant's epochs come from `training:` when it states none)."""
+    if dotted == f"variants.{VARIANT}.epochs":
+        return float(raw["variants"][VARIANT].get("epochs", raw["training"]["epochs"]))
     return float(_get(raw, dotted))
 
 
-def bench_stage_cost(copy_project: Callable[[Path], None], reps: int = 2,
-                     log: Callable[[str], None] = print) -> dict:
-    """Time the stages in a fresh copy of the project that `copy_project(dest)` writes."""
+def command(ganlab: str, stage: str) -> list[str]:
+    """The command line that runs `stage` (on VARIANT where the stage takes one)."""
+    return [ganlab, stage] if stage in PROJECT_STAGES else [ganlab, stage, VARIANT]
+
+
+def bench_stage_cost(reps: int = 2, log: Callable[[str], None] = print) -> dict:
+    """Time the stages in a fresh copy of the project (common.copy_project)."""
     venv_bin = Path(sys.executable).parent
     ganlab = str(venv_bin / "ganlab") if (venv_bin / "ganlab").exists() else "ganlab"
     tmp = Path(tempfile.mkdtemp(prefix="ganlab-stages-"))
@@ -96,9 +114,13 @@ def bench_stage_cost(copy_project: Callable[[Path], None], reps: int = 2,
         for name, code in IMPORTS.items():
             imports[name] = min(run([sys.executable, "-c", code]) for _ in range(reps))
             log(f"  import {name}: {imports[name]:.2f}s")
-        setup = {"prepare": run([ganlab, "prepare"]), "judge": run([ganlab, "judge"]),
-                 "train gan (default budget)": run([ganlab, "train", "gan"]),
-                 "sample gan (default size)": run([ganlab, "sample", "gan"])}
+        setup = {}
+        for stage, label in (("prepare", "prepare"), ("judge", "judge"),
+                             ("floor", "floor (default N)"),
+                             ("train", f"train {VARIANT} (default budget)"),
+                             ("sample", f"sample {VARIANT} (default size)")):
+            setup[label] = run(command(ganlab, stage))
+            log(f"  setup {label}: {setup[label]:.1f}s")
         floor_n = json.loads((tmp / "metrics" / "floor.json").read_text())["n_compared"]
         rows = []
         for stage, (key, small, large, unit) in KNOBS.items():
@@ -110,14 +132,12 @@ def bench_stage_cost(copy_project: Callable[[Path], None], reps: int = 2,
                 # (its patience changes no work); checks stay one per `monitor.every` epochs
                 raw["monitor"]["collapse_patience"] = 1
                 if stage == "evaluate":  # the real-vs-real floor must be scored at the same N
-                    run([ganlab, "judge"], raw)
-                walls.append(min(run([ganlab, stage, "gan"], raw) for _ in range(reps)))
-            if stage == "train":  # leave the default-budget generator for the next stages
-                run([ganlab, "train", "gan"])
-            if stage == "sample":
-                run([ganlab, "sample", "gan"])
+                    run(command(ganlab, "floor"), raw)
+                walls.append(min(run(command(ganlab, stage), raw) for _ in range(reps)))
+            if stage in ("train", "sample"):  # leave the default-size outputs for the next stages
+                run(command(ganlab, stage))
             x1, x2, default = float(small), float(large), _default(base, key)
-            if stage == "evaluate":  # evaluate scores min(n_samples, held-out count): the floor's N
+            if stage in ("evaluate", "floor"):  # both score min(n_samples, held-out count): N
                 default = float(floor_n)
             fixed, slope = fixed_and_slope(x1, walls[0], x2, walls[1])
             rows.append({"stage": stage, "knob": key, "unit": unit, "sizes": [x1, x2],
@@ -129,8 +149,8 @@ def bench_stage_cost(copy_project: Callable[[Path], None], reps: int = 2,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def print_stage_cost(res: dict, print_table, fmt) -> None:
-    print_table("stage cost: fixed (intercept of wall time vs size) and work, `ganlab <stage> gan`",
+def print_stage_cost(res: dict) -> None:
+    print_table(f"stage cost: fixed (intercept of wall time vs size) and work, `ganlab <stage> [{VARIANT}]`",
                 ["stage", "knob", "sizes", "wall s", "fixed s", "work s at default"],
                 [[r["stage"], r["knob"], " / ".join(f"{x:g}" for x in r["sizes"]),
                   " / ".join(fmt(w, ".2f") for w in r["wall_s"]), fmt(r["fixed_s"], ".2f"),

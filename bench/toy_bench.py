@@ -9,22 +9,21 @@ says how much of a step is arithmetic and how much is dispatch and elementwise w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import yaml
+from common import REPO, count_flops, fmt, print_table
 
 MEMBERS = (2, 6, 10)
 BATCHES = (64, 256)
 
 
-def _setup(repo: Path, name: str, n_members: int, batch: int, steps: int):
-    from ganlab.toy_ensemble import Member
-    from ganlab.toy_params import ToySuiteParams
-    from ganlab.toy_suite import member_data, member_params, toy_variant_settings
+def _setup(name: str, n_members: int, batch: int, steps: int):
+    from ganlab.config.toy import ToySuiteParams
+    from ganlab.toy.ensemble import Member
+    from ganlab.toy.suite import member_data, member_params, toy_variant_settings
 
-    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg = ToySuiteParams.from_dict({**raw["toy"], "batch_size": batch})
     settings = toy_variant_settings({**raw["training"], **raw["variants"][name]}, cfg)
     members = [Member(("ring8", "grid25")[k % 2], k // 2) for k in range(n_members)]
@@ -35,7 +34,7 @@ def _setup(repo: Path, name: str, n_members: int, batch: int, steps: int):
 
 
 def _run(trainer, steps: int) -> float:
-    from ganlab.train import TrainState
+    from ganlab.kinds.base import TrainState
 
     trainer.steps_per_epoch = steps * trainer.p.n_critic
     t0 = time.perf_counter()
@@ -56,17 +55,17 @@ def bmm_rate(n_members: int, batch: int, width: int, reps: int) -> float:
     return 2.0 * n_members * batch * width * width / dt / 1e9
 
 
-def bench_toy_ensemble(repo: Path, quick: bool, peak_gflops: float,
-                       count_flops: Callable[[Callable[[], object]], int], name: str = "gan") -> list[dict]:
-    from ganlab.toy_ensemble import EnsembleTrainer
-    from ganlab.train import GanTrainer, TrainState
+def bench_toy_ensemble(quick: bool, peak_gflops: float, name: str = "gan") -> list[dict]:
+    from ganlab.kinds.base import TrainState
+    from ganlab.kinds.unconditional.train import GanTrainer
+    from ganlab.toy.ensemble import EnsembleTrainer
 
     steps, warm = (5, 2) if quick else (150, 20)
     cpu = torch.device("cpu")
     rows = []
     for batch in BATCHES:
         for n_members in (MEMBERS[:2] if quick else MEMBERS):
-            cfg, params, data = _setup(repo, name, n_members, batch, steps + warm)
+            cfg, params, data = _setup(name, n_members, batch, steps + warm)
             ens = EnsembleTrainer(params, name, data, cpu)
             _run(ens, warm)
             t_batched = _run(ens, steps)
@@ -92,7 +91,7 @@ def bench_toy_ensemble(repo: Path, quick: bool, peak_gflops: float,
     return rows
 
 
-def print_toy(rows: list[dict], print_table, fmt) -> None:
+def print_toy(rows: list[dict]) -> None:
     print_table(
         "toy ensemble: E members batched vs the same E one after another (same G steps); "
         "arith % = counted FLOPs / GEMM rate / step time",

@@ -61,7 +61,7 @@ def tiny_raw() -> dict:
 
 @pytest.fixture
 def tiny_params(tiny_raw):
-    from ganlab.params import parse_params
+    from ganlab.config.params import parse_params
 
     return parse_params(tiny_raw)
 

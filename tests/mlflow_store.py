@@ -39,12 +39,13 @@ def project_env(root: Path):
 
 def build_tiny_store(root: Path) -> Path:
     from ganlab.cli import toy
-    from ganlab.evaluate import run_evaluate
-    from ganlab.judge import run_judge
-    from ganlab.params import parse_params
-    from ganlab.prepare import run_prepare
-    from ganlab.sample import run_sample
-    from ganlab.train import run_train
+    from ganlab.config.params import parse_params
+    from ganlab.stages.evaluate import run_evaluate
+    from ganlab.stages.floor import run_floor
+    from ganlab.stages.judge import run_judge
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.stages.sample import run_sample
+    from ganlab.stages.train import run_train
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -55,6 +56,7 @@ def build_tiny_store(root: Path) -> Path:
     with project_env(root):
         run_prepare(params)
         run_judge(params)
+        run_floor(params)
         for v in VARIANTS:
             run_train(params, v, echo=quiet)
             run_sample(params, v, echo=quiet)

@@ -1,4 +1,4 @@
-"""Real PostgreSQL and `mlflow server` processes for tests/test_server.py and bench/scale.py.
+"""Real PostgreSQL and `mlflow server` processes for tests/test_server.py (bench/common.py has its own).
 
 `missing()` says why they cannot run here (None when they can), so callers skip with the
 reason instead of passing silently.

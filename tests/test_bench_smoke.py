@@ -64,8 +64,8 @@ def test_bench_quick_writes_positive_measurements(tmp_path: Path) -> None:
     assert "speed-up" in proc.stdout and "% peak" in proc.stdout
 
 
-def test_stage_cost_splits_wall_time_into_fixed_cost_and_work() -> None:
-    sys.path.insert(0, str(REPO / "bench"))
+def test_stage_cost_splits_wall_time_into_fixed_cost_and_work(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
     from stage_cost import fixed_and_slope
 
     # a stage of 5 s fixed cost and 0.5 s per epoch, timed at 8 and 24 epochs

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ganlab.collapse import CollapseDetector, diversity_signal, mean_pairwise_distance
+from ganlab.core.collapse import CollapseDetector, diversity_signal, mean_pairwise_distance
 from ganlab.data.toy import ring_centers, sample_mixture
 
 

@@ -4,6 +4,7 @@ import struct
 import numpy as np
 import pytest
 
+from ganlab.config.params import DatasetParams
 from ganlab.data.images import (
     load_cifar10,
     load_dataset,
@@ -13,7 +14,6 @@ from ganlab.data.images import (
     stratified_split,
     to_unit_range,
 )
-from ganlab.params import DatasetParams
 from ganlab.util import GanlabError
 
 

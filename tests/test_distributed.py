@@ -45,7 +45,7 @@ def _flat(net: torch.nn.Module, grads: bool = False) -> torch.Tensor:
 
 
 def test_params_reject_a_batch_that_does_not_split(tiny_raw):
-    from ganlab.params import ParamsError, parse_params
+    from ganlab.config.params import ParamsError, parse_params
 
     tiny_raw["distributed"] = {"nproc": 3}
     with pytest.raises(ParamsError, match=r"variants\.minimax\.batch_size: 32 does not split evenly"):
@@ -56,7 +56,7 @@ def test_params_reject_a_batch_that_does_not_split(tiny_raw):
 
 
 def test_outside_torchrun_is_a_world_of_one(monkeypatch):
-    from ganlab import distributed
+    from ganlab.runtime import distributed
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
@@ -78,11 +78,12 @@ VARIANTS = {
 
 def _step_worker(rank: int, raw: dict, out: str) -> None:
     _as_rank(rank)
-    from ganlab import distributed
+    from ganlab.config.params import parse_params
     from ganlab.data.images import load_split, to_unit_range
-    from ganlab.params import parse_params
-    from ganlab.prepare import run_prepare
-    from ganlab.train import GanTrainer, TrainState
+    from ganlab.kinds.base import TrainState
+    from ganlab.kinds.unconditional.train import GanTrainer
+    from ganlab.runtime import distributed
+    from ganlab.stages.prepare import run_prepare
 
     params = parse_params(raw)
     dist = distributed.init(torch.device("cpu"))
@@ -149,8 +150,8 @@ def test_ddp_averages_gradients_with_penalties_and_keeps_ranks_in_step(tmp_path,
 def _train_worker(rank: int, raw: dict, out: str, die_after: int) -> None:
     _as_rank(rank)
     os.chdir(out)
-    import ganlab.train as tr
-    from ganlab.params import parse_params
+    import ganlab.stages.train as tr
+    from ganlab.config.params import parse_params
 
     tr.CHECKPOINT_EVERY_SECONDS = 0.0
     original, calls = tr.timed_epoch, {"n": 0}
@@ -173,8 +174,8 @@ def _train_worker(rank: int, raw: dict, out: str, die_after: int) -> None:
 @pytest.mark.slow
 @needs_gloo
 def test_resume_under_ddp_matches_the_uninterrupted_run(tmp_path, tiny_raw, monkeypatch):
-    from ganlab.params import parse_params
-    from ganlab.prepare import run_prepare
+    from ganlab.config.params import parse_params
+    from ganlab.stages.prepare import run_prepare
 
     tiny_raw["monitor"]["every"] = 0
     tiny_raw["training"]["epochs"] = 3

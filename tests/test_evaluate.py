@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ganlab.data.images import Split
-from ganlab.judge_net import Judge, JudgeExtractor
-from ganlab.scoring import References, inception_extractor, score_all_extractors
+from ganlab.metrics.scoring import References, inception_extractor, score_all_extractors
+from ganlab.nets.judge import Judge, JudgeExtractor
 from ganlab.util import GanlabError
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlab.grid import image_grid, save_png
+from ganlab.core.images import image_grid, save_png
 
 
 def _torchvision_utils():
@@ -46,8 +46,8 @@ def test_bad_shape_is_refused() -> None:
 
 
 def test_stages_that_draw_grids_do_not_import_torchvision(tmp_path) -> None:
-    code = ("import sys, torch, ganlab.train, ganlab.sample, ganlab.tracking\n"
-            "from ganlab.grid import save_png\n"
+    code = ("import sys, torch, ganlab.stages.train, ganlab.stages.sample, ganlab.tracking.runs\n"
+            "from ganlab.core.images import save_png\n"
             f"save_png(torch.zeros(3, 1, 4, 4), {str(tmp_path / 'g.png')!r})\n"
             "print('torchvision' in sys.modules, 'torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

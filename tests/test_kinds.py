@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab.params import ParamsError, parse_params
+from ganlab.config.params import ParamsError, parse_params
 from tests.conftest import die_after_epochs
 
 
@@ -42,7 +42,7 @@ def test_conditioning_changes_g_output_for_fixed_z(tiny_raw, arch, g_cond):
 
 
 def test_mismatched_labels_never_carry_the_true_label():
-    from ganlab.train_conditional import mismatched_labels
+    from ganlab.kinds.conditional.train import mismatched_labels
 
     y = torch.arange(10).repeat(2000)
     wrong = mismatched_labels(y, 10, torch.Generator().manual_seed(0))
@@ -83,7 +83,7 @@ def test_projection_discriminator_uses_its_projection(tiny_raw):
 
 
 def test_cycle_loss_of_identity_generators_is_zero():
-    from ganlab.train_cycle import cycle_l1_loss
+    from ganlab.kinds.cycle.train import cycle_l1_loss
 
     a, b = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
     loss, fake_b, fake_a = cycle_l1_loss(nn.Identity(), nn.Identity(), a, b)
@@ -97,7 +97,7 @@ def test_cycle_loss_of_identity_generators_is_zero():
 
 
 def test_image_pool_returns_history_once_full():
-    from ganlab.train_cycle import ImagePool
+    from ganlab.kinds.cycle.train import ImagePool
 
     gen = torch.Generator().manual_seed(0)
     assert torch.equal(ImagePool(0).query(torch.ones(3, 1, 2, 2), gen), torch.ones(3, 1, 2, 2))
@@ -162,10 +162,11 @@ def test_uci_digits_upsample_to_the_mnist_convention():
 
 @pytest.fixture
 def kinds_project(in_tmp, tiny_raw):
-    from ganlab.data.uci import run_prepare_uci
-    from ganlab.judge import run_judge
-    from ganlab.judge_net import UCI_JUDGE_PATH
-    from ganlab.prepare import run_prepare
+    from ganlab.runtime.paths import UCI_JUDGE_PATH
+    from ganlab.stages.floor import run_floor
+    from ganlab.stages.judge import run_judge
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.stages.prepare_uci import run_prepare_uci
 
     tiny_raw["variants"] = {
         "cg": {"kind": "conditional", "conditional": {"mismatch": 1.0, "g_cond": "cbn"},
@@ -178,7 +179,8 @@ def kinds_project(in_tmp, tiny_raw):
     run_prepare(params)
     run_prepare_uci(params)
     run_judge(params)
-    from ganlab.data.uci import UCI_DIR
+    run_floor(params)
+    from ganlab.runtime.paths import UCI_DIR
 
     run_judge(params, UCI_DIR, UCI_JUDGE_PATH, suffix="_uci")
     return in_tmp, params
@@ -196,9 +198,9 @@ def _kill_after_first_epoch_then_resume(tr, params, v, monkeypatch) -> list[str]
 
 
 def test_conditional_and_cycle_train_sample_evaluate_and_resume(kinds_project, monkeypatch):
-    import ganlab.train as tr
-    from ganlab.evaluate import run_evaluate
-    from ganlab.sample import run_sample
+    import ganlab.stages.train as tr
+    from ganlab.stages.evaluate import run_evaluate
+    from ganlab.stages.sample import run_sample
 
     root, params = kinds_project
     quiet = lambda *_: None  # noqa: E731
@@ -229,3 +231,34 @@ def test_conditional_and_cycle_train_sample_evaluate_and_resume(kinds_project, m
     with np.load(root / "samples/cy/translations.npz") as z:
         assert z["ab"].shape == z["a"].shape and z["ba"].shape == z["b"].shape
     assert (root / "samples/cy/grid.png").exists() and (root / "samples/cg/grid.png").exists()
+
+
+def test_cycle_objective_has_the_papers_adversarial_weight(tiny_raw):
+    """Identity generators against critics that output 0 everywhere: the cycle and identity
+    terms vanish and each direction's adversarial term is the paper's MSE E(D - 1)^2 = 1, so G's
+    total objective is 2 (the official cycle_gan_model.py); with the registry's 1/2-scaled least
+    squares G loss it was 1, which made lambda_cycle act as 20."""
+    from ganlab.kinds.cycle.train import CycleTrainer
+
+    tiny_raw["variants"] = {"cy": {"kind": "cycle", "arch": "dcgan", "width": 4, "batch_size": 8,
+                                   "loss": "least_squares", "cycle": {"res_blocks": 1, "identity": 0.5}}}
+    params = parse_params(tiny_raw)
+    a, b = torch.rand(16, 1, 28, 28) * 2 - 1, torch.rand(16, 1, 28, 28) * 2 - 1
+    t = CycleTrainer(params, "cy", a, b, torch.device("cpu"))
+
+    class Zero(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return self.w * x[:, :1, :4, :4]
+
+    t.g.ab, t.g.ba = nn.Identity(), nn.Identity()
+    t.d.a, t.d.b = Zero(), Zero()
+    total, adv, cyc, idt, _, _ = t.generator_total(a[:8], b[:8], noise_std=0.0)
+    assert cyc.item() == 0.0 and idt.item() == 0.0
+    assert adv.item() == pytest.approx(2.0) and total.item() == pytest.approx(2.0)
+    # the critics keep 1/2 (real + fake): D = 0 on both gives 1/2 (1 + 0) per critic
+    d_loss, *_ = t.discriminator_objective(t.d.b, t.d.b, b[:8], a[:8], 0.0)
+    assert d_loss.item() == pytest.approx(0.5)

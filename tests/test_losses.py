@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab.losses import (
+from ganlab.core.losses import (
     build_loss,
     clip_weights,
     gradient_penalty,
@@ -20,7 +20,7 @@ from ganlab.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from ganlab.nets import apply_spectral_norm
+from ganlab.nets.build import apply_spectral_norm
 
 sig = lambda t: 1 / (1 + math.exp(-t))  # noqa: E731
 
@@ -141,7 +141,7 @@ def test_instance_noise_anneals_to_zero():
 
 
 def test_sigma_tracker_matches_svd():
-    from ganlab.nets import SigmaTracker, largest_singular_value
+    from ganlab.nets.build import SigmaTracker, largest_singular_value
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(50, 40), nn.LeakyReLU(), nn.Linear(40, 1))

@@ -73,10 +73,10 @@ def test_registered_model_regenerates_the_evaluated_samples(store):
     images equal samples.npz bit for bit, so its judge class histogram is the evaluated one."""
     import mlflow.pytorch
 
+    from ganlab.config.params import parse_params
     from ganlab.data.images import to_unit_range
-    from ganlab.judge_net import JudgeExtractor, load_judge
     from ganlab.metrics.classes import class_histogram
-    from ganlab.params import parse_params
+    from ganlab.nets.judge import JudgeExtractor, load_judge
     from ganlab.util import derive_seed
     from tests.mlflow_store import tiny_raw
 
@@ -146,9 +146,9 @@ def test_generate_in_an_empty_folder_from_any_model_uri(store, tmp_path):
 
 
 def test_failed_training_is_marked_failed_with_the_reason(in_tmp, tiny_params, monkeypatch):
-    from ganlab import tracking
-    from ganlab import train as tr
-    from ganlab.prepare import run_prepare
+    from ganlab.stages import train as tr
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.tracking import runs as tracking
 
     run_prepare(tiny_params)
     # no judge in this folder: the quality monitor (which needs one) is off
@@ -170,9 +170,9 @@ def test_failed_training_is_marked_failed_with_the_reason(in_tmp, tiny_params, m
 def test_killed_training_rerun_leaves_no_running_run(in_tmp, tiny_raw):
     """SIGKILL a `ganlab train` mid-training (no handler runs), train again: the dead run is
     KILLED by the new training, which ends FINISHED."""
-    from ganlab import tracking
-    from ganlab.params import parse_params
-    from ganlab.prepare import run_prepare
+    from ganlab.config.params import parse_params
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.tracking import runs as tracking
     from tests.conftest import write_params
 
     tiny_raw["training"]["epochs"] = 40

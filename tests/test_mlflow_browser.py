@@ -35,7 +35,7 @@ def ui(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/run does)")
     pytest.importorskip("playwright.sync_api", reason="pip extra [browser] (playwright) not installed")
-    from ganlab.ui import wait_for_server
+    from ganlab.tracking.ui import wait_for_server
 
     root = build_tiny_store(tmp_path_factory.mktemp("uistore"))
     port = _free_port()

@@ -33,10 +33,10 @@ def _raw() -> dict:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from ganlab.data.uci import run_prepare_uci
-    from ganlab.params import parse_params
-    from ganlab.prepare import run_prepare
-    from ganlab.train import run_train
+    from ganlab.config.params import parse_params
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.stages.prepare_uci import run_prepare_uci
+    from ganlab.stages.train import run_train
 
     root = tmp_path_factory.mktemp("kinds_store")
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -59,8 +59,8 @@ def _client(root: Path):
 
 def _trained(root: Path, variant: str) -> torch.nn.Module:
     """The trainer's own sampler, rebuilt from models/variants/<V>/generator.pt."""
-    from ganlab.params import parse_params
-    from ganlab.sample import load_generator
+    from ganlab.config.params import parse_params
+    from ganlab.kinds.sampling import load_generator
 
     with project_env(root):
         return load_generator(parse_params(_raw()), variant, torch.device("cpu"))
@@ -135,7 +135,7 @@ def _images(path: Path) -> np.ndarray:
 
 
 def test_generate_label_and_input_in_an_empty_folder(store, tmp_path):
-    from ganlab.mlmodel import read_images
+    from ganlab.tracking.generate import read_images
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     out = _ganlab(["--model", "models:/ganlab-cg/latest", "-n", "12", "--label", "3",
@@ -143,7 +143,7 @@ def test_generate_label_and_input_in_an_empty_folder(store, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     three = _images(tmp_path / "three.npz")
     own = _trained(store, "cg")
-    from ganlab.params import parse_params
+    from ganlab.config.params import parse_params
 
     latent = parse_params(_raw()).variant("cg").latent_dim
     z = torch.randn(12, latent, generator=torch.Generator().manual_seed(5))
@@ -173,7 +173,7 @@ def test_generate_label_and_input_in_an_empty_folder(store, tmp_path):
 
 
 def test_png_grid_reads_back_as_the_npz_images(tmp_path):
-    from ganlab.mlmodel import read_images, write_images
+    from ganlab.tracking.generate import read_images, write_images
 
     x = torch.rand(7, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 2 - 1
     write_images(x, tmp_path / "g.png", nrow=3)
@@ -211,7 +211,7 @@ def test_logged_models_keep_their_pins_and_the_skipped_check_is_restored(store):
     import mlflow.utils.environment as env
     from mlflow.artifacts import download_artifacts
 
-    from ganlab.mlmodel import _no_requirement_check, pip_requirements
+    from ganlab.tracking.models import _no_requirement_check, pip_requirements
 
     original = env.warn_dependency_requirement_mismatches
     with _no_requirement_check():

@@ -7,10 +7,11 @@ import pytest
 import torch
 import yaml
 
-from ganlab.judge import run_judge
-from ganlab.params import ParamsError, parse_params
-from ganlab.prepare import run_prepare
-from ganlab.train import run_train
+from ganlab.config.params import ParamsError, parse_params
+from ganlab.kinds.base import TrainState
+from ganlab.stages.judge import run_judge
+from ganlab.stages.prepare import run_prepare
+from ganlab.stages.train import run_train
 
 from .conftest import REPO
 
@@ -27,56 +28,105 @@ def _with(params, variant="gan", **monitor):
                                variants={variant: params.variants[variant]})
 
 
-def test_scoring_during_training_leaves_weights_bit_identical_and_counts_compute(judged, in_tmp):
-    weights, summaries = [], []
+def test_snapshots_leave_training_bit_identical_and_the_quality_stage_scores_them(judged, in_tmp):
+    from ganlab.stages.quality import run_quality
+
+    weights = []
     for every in (1, 0):
         params = _with(judged, "gan", every=every)
-        summaries.append(run_train(params, "gan", echo=lambda *_: None))
+        run_train(params, "gan", echo=lambda *_: None)
         weights.append(torch.load(in_tmp / "models/variants/gan/generator.pt")["state_dict"])
         if every:
-            lines = (in_tmp / "metrics/quality/gan.csv").read_text().splitlines()
+            snaps = sorted((in_tmp / "models/variants/gan/snapshots").glob("step_*.pt"))
+            last = torch.load(snaps[-1], weights_only=True)["state_dict"]
             timing = json.loads((in_tmp / "models/variants/gan/timing.json").read_text())
+            summary = run_quality(params, "gan", echo=lambda *_: None)
+            lines = (in_tmp / "metrics/quality/gan.csv").read_text().splitlines()
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # the last snapshot is the sampler that was exported: the quality stage scores real weights
+    assert all(torch.equal(last[k], weights[0][k]) for k in last)
 
     header = lines[0].split(",")
     rows = [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
-    assert len(rows) == judged.variants["gan"].epochs
-    # FLOPs grow linearly with G steps: the same per-step count at every check
-    per_step = [r["gflops"] / r["step"] for r in rows]
-    assert per_step[0] > 0 and per_step == pytest.approx([per_step[0]] * len(rows), rel=1e-3)
+    epochs = judged.variants["gan"].epochs
+    assert len(rows) == len(snaps) == epochs and [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    assert all(b["gflops"] > a["gflops"] > 0 for a, b in zip(rows, rows[1:]))
     assert all(r["fid_judge"] > 0 and 0 <= r["recall_judge"] <= 1 for r in rows)
     assert [s[0] for s in timing["quality_seconds"]] == [r["step"] for r in rows]
-    assert summaries[0]["monitor_fid_judge"] == pytest.approx(rows[-1]["fid_judge"], rel=1e-5)
+    assert summary["monitor_fid_judge"] == pytest.approx(rows[-1]["fid_judge"], rel=1e-5)
+    # a changed scoring setting rescores the same snapshots without training: fewer images
+    # give another FID from the same weights
+    fewer = run_quality(_with(params, "gan", every=1, n_samples=32), "gan", echo=lambda *_: None)
+    assert fewer["checks"] == epochs and fewer["monitor_fid_judge"] != summary["monitor_fid_judge"]
 
 
-def test_collapse_detector_in_the_image_loop(judged, in_tmp):
+def test_the_judge_space_detector_flags_one_repeated_digit(judged, in_tmp):
+    from ganlab.core.collapse import CollapseDetector, mean_pairwise_distance
     from ganlab.data.images import load_split, to_unit_range
-    from ganlab.judge_net import JudgeExtractor, load_judge
-    from ganlab.monitor import QualityMonitor
+    from ganlab.nets.judge import JudgeExtractor, load_judge
 
-    # the signal: held-out digits are as diverse as the training digits, one repeated digit is not
+    # the quality stage's signal: held-out digits are as diverse as the training digits, one
+    # repeated digit is not
     ext = JudgeExtractor(load_judge(), torch.device("cpu"))
     train = to_unit_range(load_split(in_tmp / "data/prepared/train.npz").images)
     test = to_unit_range(load_split(in_tmp / "data/prepared/test.npz").images)
-    mon = QualityMonitor(judged, "gan", train, ext, lambda n, g: torch.randn(n, 2, generator=g), 1.0, 0.0)
-    healthy = [mon.check(test[:60], s, s, s, 0.0, dict)["diversity_judge"] for s in (1, 2, 3)]
-    assert min(healthy) > judged.monitor.collapse_threshold and mon.detector.warnings == 0
-    collapsed = test[:1].repeat(60, 1, 1, 1)
+    spread = mean_pairwise_distance(ext(train[:60])[0])
+    det = CollapseDetector(judged.monitor.collapse_threshold, 2, mode="max")
+    for s in (1, 2, 3):
+        det.update(s, mean_pairwise_distance(ext(test[:60])[0]) / spread)
+    assert min(v for _, v in det.history) > judged.monitor.collapse_threshold and det.warnings == 0
     for s in (4, 5):
-        mon.check(collapsed, s, s, s, 0.0, dict)
-    assert mon.detector.warnings == 1 and mon.detector.best_step in (1, 2, 3)
+        det.update(s, mean_pairwise_distance(ext(test[:1].repeat(60, 1, 1, 1))[0]) / spread)
+    assert det.warnings == 1 and det.best_step in (1, 2, 3)
 
-    # in training: a threshold no generator reaches makes every check count as collapsed
+
+def _collapse_params(judged):
+    # a threshold no generator reaches makes every check count as collapsed
     params = _with(judged, "gan", every=1, collapse_threshold=100.0, collapse_patience=2,
                    early_stop_on_collapse=True)
-    params = dataclasses.replace(params, variants={"gan": dataclasses.replace(
+    return dataclasses.replace(params, variants={"gan": dataclasses.replace(
         params.variants["gan"], epochs=4)})
+
+
+def test_early_stop_on_collapse_needs_no_judge_and_keeps_the_most_diverse(judged, in_tmp):
+    from ganlab.stages.quality import run_quality
+
+    params = _collapse_params(judged)
+    (in_tmp / "models/judge/judge.pt").rename(in_tmp / "judge.pt")  # training must not read it
     said = []
     summary = run_train(params, "gan", echo=said.append)
-    assert summary["collapse_warnings"] == 1 and summary["stopped_early"]
+    assert summary["collapse_warnings_pixels"] == 1 and summary["stopped_early"]
     assert any("collapse warning" in s for s in said)
     assert summary["g_steps"] == 2 * (300 // 32)  # stopped after the 2nd of 4 epochs
+    best = summary["best_diversity_step"]
+    snap = torch.load(in_tmp / f"models/variants/gan/snapshots/step_{best:07d}.pt")["state_dict"]
+    kept = torch.load(in_tmp / "models/variants/gan/generator.pt")["state_dict"]
+    assert all(torch.equal(snap[k], kept[k]) for k in kept)
+    (in_tmp / "judge.pt").rename(in_tmp / "models/judge/judge.pt")
+    q = run_quality(params, "gan", echo=lambda *_: None)  # the judge-space view of the same run
+    assert q["checks"] == 2 and q["collapse_warnings"] == 1
+
+
+def test_early_stop_resumes_exactly_after_a_kill_past_the_best_check(judged, in_tmp, monkeypatch):
+    import ganlab.stages.train as tr
+    from tests.conftest import die_after_epochs
+
+    params = _collapse_params(judged)
+    whole = run_train(params, "gan", echo=lambda *_: None)
+    expected = (in_tmp / "models/variants/gan/generator.pt").read_bytes()
+    assert whole["stopped_early"]
+    # killed after the first check (the best so far), then resumed from its checkpoint
+    monkeypatch.setattr(tr, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    original = die_after_epochs(tr, monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        tr.run_train(params, "gan", echo=lambda *_: None)
+    monkeypatch.setattr(tr, "timed_epoch", original)
+    said = []
+    resumed = tr.run_train(params, "gan", echo=said.append)
+    assert "resuming" in said[0]
+    assert resumed["best_diversity_step"] == whole["best_diversity_step"]
+    assert (in_tmp / "models/variants/gan/generator.pt").read_bytes() == expected
 
 
 def test_budget_scale_scales_every_budget():
@@ -102,15 +152,15 @@ def test_monitor_that_cannot_fire_is_rejected(tiny_raw):
                                   {"loss": "wasserstein", "gp": 10.0, "n_critic": 2},
                                   {"loss": "hinge", "r1": 1.0}])
 def test_flops_are_counted_through_double_backward_penalties(tiny_raw, spec):
-    from ganlab.monitor import count_step_flops
-    from ganlab.train import GanTrainer
+    from ganlab.kinds.unconditional.train import GanTrainer
+    from ganlab.runtime.monitor import count_step_flops
 
     tiny_raw["variants"] = {"v": spec}
     params = parse_params(tiny_raw)
     real = torch.rand((64, 1, 28, 28), generator=torch.Generator().manual_seed(0)) * 2 - 1
-    cycle, d_only = count_step_flops(lambda: GanTrainer(params, "v", real, torch.device("cpu")))
+    cycle, d_only = count_step_flops(lambda: GanTrainer(params, "v", real, torch.device("cpu")), TrainState())
     plain = count_step_flops(lambda: GanTrainer(parse_params({**tiny_raw, "variants": {"v": {}}}), "v",
-                                                real, torch.device("cpu")))[0]
+                                                real, torch.device("cpu")), TrainState())[0]
     assert cycle > 0 and (d_only > 0) == (spec.get("n_critic", 1) > 1)
     if spec.get("gp") or spec.get("r1"):
         assert cycle > plain  # the penalty's second backward is counted

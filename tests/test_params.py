@@ -1,6 +1,7 @@
 import pytest
 
-from ganlab.params import ParamsError, flatten, parse_params
+from ganlab.config.params import ParamsError, parse_params
+from ganlab.config.parse import flatten
 
 
 def test_defaults_flow_into_variants(tiny_raw):
@@ -105,7 +106,7 @@ def test_exponent_floats_written_by_dvc_set_parse_as_numbers(tmp_path, tiny_raw)
     # reads as a string; it must still be the number the user set
     import yaml
 
-    from ganlab.params import load_params
+    from ganlab.config.params import load_params
 
     path = tmp_path / "params.yaml"
     tiny_raw["variants"]["gan"]["lr"] = 1.0  # replaced by the text below

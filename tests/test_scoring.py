@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ganlab.data.images import Split, save_split
-from ganlab.judge_net import Judge
-from ganlab.metrics import prdc
+from ganlab.metrics.prdc import prdc
 from ganlab.metrics.suite import compute_all
+from ganlab.nets.judge import Judge
 from ganlab.util import GanlabError
 
 
@@ -37,7 +37,7 @@ def _params(tiny_params, n_eval, n_sample):
 ])
 def test_floor_is_scored_on_the_variants_sample_count(tiny_params, tmp_path, n_eval, n_sample,
                                                       n_test, expected):
-    from ganlab.judge import real_floor
+    from ganlab.stages.floor import real_floor
 
     params = _params(tiny_params, n_eval, n_sample)
     save_split(tmp_path / "train.npz", _split(70, 0))
@@ -50,7 +50,7 @@ def test_floor_is_scored_on_the_variants_sample_count(tiny_params, tmp_path, n_e
 
 
 def test_evaluate_refuses_a_floor_scored_on_another_n(tiny_params, in_tmp):
-    from ganlab.evaluate import run_evaluate
+    from ganlab.stages.evaluate import run_evaluate
 
     params = _params(tiny_params, 30, 40)
     data = Path("data/prepared")

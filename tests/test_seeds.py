@@ -8,13 +8,14 @@ import json
 import pytest
 import torch
 
-from ganlab.params import ParamsError, parse_params
+from ganlab.config.params import ParamsError, parse_params
 
 
 @pytest.fixture
 def seeded(in_tmp, tiny_raw):
-    from ganlab.judge import run_judge
-    from ganlab.prepare import run_prepare
+    from ganlab.stages.floor import run_floor
+    from ganlab.stages.judge import run_judge
+    from ganlab.stages.prepare import run_prepare
 
     tiny_raw["variants"] = {"gan": {"loss": "nonsaturating"}}
     tiny_raw["monitor"]["every"] = 0
@@ -22,6 +23,7 @@ def seeded(in_tmp, tiny_raw):
     params = parse_params(tiny_raw)
     run_prepare(params)
     run_judge(params)
+    run_floor(params)
     return in_tmp, tiny_raw, params
 
 
@@ -30,11 +32,11 @@ def _state(path):
 
 
 def test_every_seed_trains_samples_and_is_scored_and_the_first_is_unchanged(seeded):
-    from ganlab import tracking
     from ganlab.cli import sample, train
-    from ganlab.evaluate import run_evaluate
-    from ganlab.stats import mean_ci
-    from ganlab.train import run_train
+    from ganlab.core.stats import mean_ci
+    from ganlab.stages.evaluate import run_evaluate
+    from ganlab.stages.train import run_train
+    from ganlab.tracking import runs as tracking
     from tests.conftest import write_params
 
     root, raw, params = seeded
@@ -59,6 +61,14 @@ def test_every_seed_trains_samples_and_is_scored_and_the_first_is_unchanged(seed
     runs = c.search_runs([exp])
     assert sorted(r.data.tags["seed"] for r in runs) == ["0", "3"]
     assert {r.info.run_name for r in runs} == {"gan", "gan-seed3"}
+    # each seed's run holds its own numbers under eval/*; the aggregate is under its own keys
+    by_seed = {r.data.tags["seed"]: r.data.metrics for r in runs}
+    for s in ("0", "3"):
+        assert by_seed[s]["eval/fid_judge"] == pytest.approx(m["seeds"][s]["fid_judge"], abs=1e-6)
+    assert by_seed["0"]["eval_mean/fid_judge"] == pytest.approx(m["fid_judge"], abs=1e-6)
+    assert by_seed["0"]["eval_ci95/fid_judge"] == pytest.approx(m["fid_judge_ci95"], abs=1e-6)
+    assert not any(k.startswith("eval_mean/") for k in by_seed["3"])
+    assert not any(k.startswith("n_") and k.endswith("_ci95") for k in m)  # counts: no interval
     assert len(c.search_model_versions("name = 'ganlab-gan'")) == 1
     # a missing replica generator stops `ganlab sample` before it rewrites any seed's samples
     import typer
@@ -92,7 +102,7 @@ def _ev(per_seed: dict[str, float]) -> dict:
 
 
 def test_report_marks_only_differences_beyond_seed_noise(tiny_raw):
-    from ganlab.report import _seeds_section
+    from ganlab.stages.report import _seeds_section
 
     params = parse_params({**tiny_raw, "seeds": [0, 1, 2],
                            "variants": {"gan": {}, "far": {}, "near": {}}})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganlab.stats import fmt_ci, mean_ci, welch
+from ganlab.core.stats import fmt_ci, mean_ci, welch
 
 
 def test_ci_of_identical_values_is_zero_width():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from ganlab.theory import (
+from ganlab.theory.lab import (
     V_TOLERANCE,
     gaussian_pdf,
     jsd_numeric,
@@ -170,7 +170,7 @@ def test_w1_in_the_sweep_is_computed_from_the_cdfs(quick_run, monkeypatch) -> No
     assert m["w1_closed_form_at_max_shift"] == 20.0
     assert m["w1_at_max_shift"] == pytest.approx(20.0, abs=1e-6)
     # the w1 column and w1_* metrics come from the CDFs: a different integrator shows up
-    import ganlab.theory as theory
+    import ganlab.theory.lab as theory
 
     monkeypatch.setattr(theory, "w1_numeric", lambda a, b, g: 2.0 * w1_numeric(a, b, g))
     m2, sweep = theory._disjoint_experiment()

@@ -9,13 +9,15 @@ import pytest
 import torch
 import yaml
 
+from ganlab.config.toy import TOY_DATASET_NAMES, ToySuiteParams
 from ganlab.data.toy import TOY_DATASETS
-from ganlab.nets import apply_spectral_norm
+from ganlab.kinds.base import TrainState
+from ganlab.kinds.unconditional.train import GanTrainer
+from ganlab.nets.build import apply_spectral_norm
 from ganlab.nets.toy import ToyDiscriminator, ToyGenerator
 from ganlab.nets.toy_ensemble import EnsembleDiscriminator, EnsembleGenerator
-from ganlab.toy_ensemble import EnsembleTrainer, Member
-from ganlab.toy_params import TOY_DATASET_NAMES, ToySuiteParams
-from ganlab.toy_suite import (
+from ganlab.toy.ensemble import EnsembleTrainer, Member
+from ganlab.toy.suite import (
     advance,
     chunk_d_steps,
     member_data,
@@ -23,7 +25,6 @@ from ganlab.toy_suite import (
     members_of,
     toy_variant_settings,
 )
-from ganlab.train import GanTrainer, TrainState
 
 from .conftest import REPO
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 import yaml
 
-from ganlab.collapse import mean_pairwise_distance
+from ganlab.config.params import ParamsError, TrainParams, load_params
+from ganlab.config.toy import ToySuiteParams, check_steps, counted_checks, lr_factor, snapshot_steps
+from ganlab.core.collapse import mean_pairwise_distance
 from ganlab.metrics.modes import score_modes
-from ganlab.nets import build_gan
+from ganlab.nets.build import build_gan
 from ganlab.nets.toy import ToyDiscriminator, ToyGenerator
-from ganlab.params import ParamsError, TrainParams, load_params
-from ganlab.toy_params import ToySuiteParams, check_steps, counted_checks, lr_factor, snapshot_steps
-from ganlab.toy_suite import run_toy_variant, toy_variant_settings, train_variant
+from ganlab.toy.suite import run_toy_variant, toy_variant_settings, train_variant
 
 from .conftest import REPO
 
@@ -147,7 +147,7 @@ def test_lr_schedule_is_flat_then_linear_to_the_final_fraction() -> None:
 def test_early_stop_keeps_the_most_diverse_generator(monkeypatch) -> None:
     # Script the diversity signal: best at the 2nd check (G step 20), then three low checks.
     script = iter([0.1, 0.9, 0.2, 0.1, 0.05, 0.05, 0.05])
-    monkeypatch.setattr("ganlab.toy_suite.diversity_signal", lambda *a: next(script))
+    monkeypatch.setattr("ganlab.toy.suite.diversity_signal", lambda *a: next(script))
     cfg = dataclasses.replace(TINY, seeds=(0,), datasets=("ring8",), g_steps=200, check_every=10,
                               collapse_threshold=0.5, collapse_patience=3, early_stop_on_collapse=True,
                               lr_decay_start=1.0)
@@ -192,15 +192,15 @@ def test_toy_params_from_dict_and_checks() -> None:
 def test_params_module_imports_nothing_heavy() -> None:
     # every stage imports ganlab.params; torch, the nets or the trainer there would put
     # them in every stage's import closure (issue 10, item 4)
-    code = ("import sys, ganlab.params; heavy = [m for m in sys.modules if m == 'torch' or "
-            "m.startswith(('ganlab.train', 'ganlab.nets', 'ganlab.toy_suite', 'ganlab.metrics'))]; "
+    code = ("import sys, ganlab.config.params; heavy = [m for m in sys.modules if m == 'torch' or "
+            "m.startswith(('ganlab.kinds', 'ganlab.nets', 'ganlab.toy.', 'ganlab.metrics'))]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_report_section_shows_ours_beside_the_quoted_rows(in_tmp, tiny_params) -> None:
-    from ganlab.toy_report import toy_section
+    from ganlab.report.toy import toy_section
 
     cfg = dataclasses.replace(TINY, datasets=("ring8",))
     run_toy_variant("gan", MAIN_VARIANTS["gan"], cfg, in_tmp / "metrics/toy/gan")
@@ -254,7 +254,7 @@ def test_detector_stays_quiet_on_a_healthy_run() -> None:
 def test_saved_samples_are_byte_identical_across_writes(tmp_path) -> None:
     import time as _time
 
-    from ganlab.toy_suite import save_samples
+    from ganlab.toy.suite import save_samples
 
     pts = np.arange(10, dtype=np.float32).reshape(5, 2)
     save_samples(tmp_path / "a.npz", pts, np.zeros((2, 2)), 0.05)
@@ -266,7 +266,7 @@ def test_saved_samples_are_byte_identical_across_writes(tmp_path) -> None:
 
 
 def test_workers_split_the_datasets_and_give_each_share_its_solo_numbers() -> None:
-    from ganlab.toy_suite import train_in_workers
+    from ganlab.toy.suite import train_in_workers
 
     cfg = dataclasses.replace(TINY, seeds=(0,), workers=2)
     settings = toy_variant_settings(MAIN_VARIANTS["gan"], cfg)
@@ -280,8 +280,8 @@ def test_workers_split_the_datasets_and_give_each_share_its_solo_numbers() -> No
 def test_forked_workers_give_the_spawned_workers_numbers(tmp_path) -> None:
     # `ganlab toy` runs inside forked_workers(), so its workers are forked (no second torch
     # import); outside that block (this test's own call) they are spawned.
-    from ganlab import toy_suite
-    from ganlab.toy_suite import train_in_workers
+    from ganlab.toy import suite as toy_suite
+    from ganlab.toy.suite import train_in_workers
 
     assert toy_suite._worker_context().get_start_method() == "spawn"
     cfg = dataclasses.replace(TINY, seeds=(0,), workers=2)
@@ -289,7 +289,7 @@ def test_forked_workers_give_the_spawned_workers_numbers(tmp_path) -> None:
     spawned = train_in_workers("gan", settings, cfg)
     code = (
         "import dataclasses, sys, numpy as np, torch; torch.set_num_threads(1)\n"
-        "from ganlab import toy_suite\n"
+        "from ganlab.toy import suite as toy_suite\n"
         "from tests.test_toy_suite import TINY, MAIN_VARIANTS\n"
         "cfg = dataclasses.replace(TINY, seeds=(0,), workers=2)\n"
         "s = toy_suite.toy_variant_settings(MAIN_VARIANTS['gan'], cfg)\n"

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from ganlab import tracking
+from ganlab.tracking import store as tracking
 
 
 def test_the_lock_is_beside_a_sqlite_file_and_absent_for_servers(tmp_path, monkeypatch):

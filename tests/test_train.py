@@ -6,9 +6,12 @@ import json
 import pytest
 import torch
 
-from ganlab.params import parse_params
-from ganlab.prepare import run_prepare
-from ganlab.train import CHECKPOINTS_DIR, GanTrainer, TrainState, run_train
+from ganlab.config.params import parse_params
+from ganlab.kinds.base import TrainState
+from ganlab.kinds.unconditional.train import GanTrainer
+from ganlab.runtime.checkpoint import CHECKPOINTS_DIR
+from ganlab.stages.prepare import run_prepare
+from ganlab.stages.train import run_train
 from tests.conftest import die_after_epochs
 
 
@@ -77,7 +80,7 @@ def _prepared(in_tmp, tiny_params):
 
 
 def test_interrupted_training_resumes_to_identical_result(in_tmp, tiny_params, monkeypatch):
-    import ganlab.train as tr
+    import ganlab.stages.train as tr
 
     monkeypatch.setattr(tr, "CHECKPOINT_EVERY_SECONDS", 0.0)  # checkpoint every epoch here
     params = _prepared(in_tmp, tiny_params)
@@ -114,7 +117,7 @@ def test_train_writes_outputs_and_mlflow_run(in_tmp, tiny_params):
     for col in ("step", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_gap"):
         assert col in header
 
-    from ganlab import tracking
+    from ganlab.tracking import runs as tracking
 
     run_id = tracking.read_run_file(out / "mlflow_run.json")
     c, _ = tracking.client()

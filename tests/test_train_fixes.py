@@ -5,10 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-import ganlab.train as tr
-from ganlab.params import ParamsError, parse_params
-from ganlab.prepare import run_prepare
-from ganlab.train import GanTrainer, TrainState, load_checkpoint, run_train, save_checkpoint
+import ganlab.stages.train as tr
+from ganlab.config.params import ParamsError, parse_params
+from ganlab.kinds.base import TrainState
+from ganlab.kinds.unconditional.train import GanTrainer
+from ganlab.runtime.checkpoint import load_checkpoint, save_checkpoint
+from ganlab.stages.prepare import run_prepare
+from ganlab.stages.train import run_train
 from tests.conftest import die_after_epochs
 
 
@@ -64,13 +67,15 @@ def test_critic_steps_then_fresh_noise_for_the_generator(tiny_raw):
 
 def test_r1_is_taken_on_clean_reals(tiny_raw, monkeypatch):
     seen = []
-    original = tr.r1_penalty
+    import ganlab.kinds.base as base
+
+    original = base.r1_penalty
 
     def spy(critic, real, **kw):
         seen.append(real.detach().clone())
         return original(critic, real, **kw)
 
-    monkeypatch.setattr(tr, "r1_penalty", spy)
+    monkeypatch.setattr(base, "r1_penalty", spy)
     real = _real()
     t = _trainer(tiny_raw, {"r1": 1.0, "instance_noise": {"std": 0.5}}, real)
     t.steps_per_epoch = 1
@@ -172,7 +177,7 @@ def test_resume_does_not_log_steps_twice(in_tmp, tiny_params, monkeypatch):
     said = []
     summary = run_train(params, "gan", echo=said.append)
     assert "after epoch 1/3" in said[0]
-    from ganlab import tracking
+    from ganlab.tracking import runs as tracking
 
     run_id = tracking.read_run_file(in_tmp / "models/variants/gan/mlflow_run.json")
     c, _ = tracking.client()

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganlab.params import parse_params
-from ganlab.train import GanTrainer, TrainState
+from ganlab.config.params import parse_params
+from ganlab.kinds.base import TrainState
+from ganlab.kinds.unconditional.train import GanTrainer
 
 from .conftest import tiny_params_dict
 

@@ -41,7 +41,7 @@ def _errors_as_one_line(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _setup(params_path: Path, variant: str | None = None):
-    from ganlab.params import load_params
+    from ganlab.config.params import load_params
 
     params = load_params(params_path)
     if variant is not None:
@@ -57,8 +57,8 @@ def _setup(params_path: Path, variant: str | None = None):
 def prepare(params_path: Path = PARAMS) -> None:
     """Load the dataset named in params and write data/prepared/{train,test}.npz."""
     params = _setup(params_path)
-    from ganlab.prepare import run_prepare
-    from ganlab.tracking import client
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.tracking.store import client
 
     meta = run_prepare(params)
     client()  # create/upgrade the MLflow store now, before parallel stages could race on it
@@ -69,13 +69,23 @@ def prepare(params_path: Path = PARAMS) -> None:
 @app.command()
 @_errors_as_one_line
 def judge(params_path: Path = PARAMS) -> None:
-    """Train the judge classifier; write its accuracy and the real-vs-real floor."""
+    """Train the judge classifier on data/prepared; write its held-out accuracy."""
     params = _setup(params_path)
-    from ganlab.judge import run_judge
+    from ganlab.stages.judge import run_judge
 
     m = run_judge(params)
-    typer.echo(f"judge: held-out accuracy {m['judge_test_accuracy']:.4f}; "
-               f"floor fid_judge {m['fid_judge']:.3f}")
+    typer.echo(f"judge: held-out accuracy {m['judge_test_accuracy']:.4f}")
+
+
+@app.command()
+@_errors_as_one_line
+def floor(params_path: Path = PARAMS) -> None:
+    """Score the real-vs-real floor (held-out images against train) with the judge."""
+    params = _setup(params_path)
+    from ganlab.stages.floor import run_floor
+
+    m = run_floor(params)
+    typer.echo(f"floor: fid_judge {m['fid_judge']:.3f} on N={m['n_compared']}")
 
 
 @app.command("prepare-uci")
@@ -83,25 +93,23 @@ def judge(params_path: Path = PARAMS) -> None:
 def prepare_uci(params_path: Path = PARAMS) -> None:
     """Write data/uci/{train,test}.npz: scikit-learn's UCI 8x8 digits at 28x28 (CycleGAN's B)."""
     params = _setup(params_path)
-    from ganlab.data.uci import UCI_DIR, run_prepare_uci
+    from ganlab.stages.prepare_uci import run_prepare_uci
 
     meta = run_prepare_uci(params)
     typer.echo(f"prepare-uci: {meta['n_train']} train / {meta['n_test']} test UCI digits "
-               f"{tuple(meta['image_shape'])} in {UCI_DIR}/")
+               f"{tuple(meta['image_shape'])} in data/uci/")
 
 
 @app.command("judge-uci")
 @_errors_as_one_line
 def judge_uci(params_path: Path = PARAMS) -> None:
-    """Train the UCI digits' judge; write its accuracy and the UCI real-vs-real floor."""
+    """Train the UCI digits' judge; write its held-out accuracy."""
     params = _setup(params_path)
-    from ganlab.data.uci import UCI_DIR
-    from ganlab.judge import run_judge
-    from ganlab.judge_net import UCI_JUDGE_PATH
+    from ganlab.runtime.paths import UCI_DIR, UCI_JUDGE_PATH
+    from ganlab.stages.judge import run_judge
 
     m = run_judge(params, UCI_DIR, UCI_JUDGE_PATH, suffix="_uci")
-    typer.echo(f"judge-uci: held-out accuracy {m['judge_test_accuracy']:.4f}; "
-               f"floor fid_judge {m['fid_judge']:.3f}")
+    typer.echo(f"judge-uci: held-out accuracy {m['judge_test_accuracy']:.4f}")
 
 
 @app.command()
@@ -112,17 +120,26 @@ def train(variant: str, params_path: Path = PARAMS) -> None:
     Under torchrun, data-parallel over its processes; with `distributed.nproc` > 1 and no
     torchrun around it, re-runs itself under `torchrun --standalone` (README "Scaling out")."""
     params = _setup(params_path, variant)
-    from ganlab.distributed import torchrun_argv, under_torchrun
+    from ganlab.runtime.distributed import torchrun_argv, under_torchrun
 
     if params.distributed.nproc > 1 and not under_torchrun():
         argv = torchrun_argv(params.distributed.nproc, ["train", variant, "--params", str(params_path)])
         typer.echo(f"train {variant}: {' '.join(argv[1:])}")
         sys.stdout.flush()
         os.execv(sys.executable, argv)
-    from ganlab.train import run_train
+    from ganlab.stages.train import run_train_all
 
-    for seed in params.seeds:  # one model per training seed, the first one the reference
-        run_train(params, variant, echo=typer.echo, seed=seed)
+    run_train_all(params, variant, echo=typer.echo)
+
+
+@app.command()
+@_errors_as_one_line
+def quality(variant: str, params_path: Path = PARAMS) -> None:
+    """Score VARIANT's training snapshots in the judge's feature space (quality vs compute)."""
+    params = _setup(params_path, variant)
+    from ganlab.stages.quality import run_quality
+
+    run_quality(params, variant, echo=typer.echo)
 
 
 @app.command()
@@ -130,12 +147,9 @@ def train(variant: str, params_path: Path = PARAMS) -> None:
 def sample(variant: str, params_path: Path = PARAMS) -> None:
     """Write VARIANT's sample grid, evaluation samples and latent interpolation."""
     params = _setup(params_path, variant)
-    from ganlab.sample import generator_path, run_sample
+    from ganlab.stages.sample import run_sample_all
 
-    for seed in params.seeds:  # every seed's generator must exist before anything is written
-        generator_path(params, variant, seed)
-    for seed in params.seeds:
-        run_sample(params, variant, echo=typer.echo, seed=seed)
+    run_sample_all(params, variant, echo=typer.echo)
 
 
 @app.command()
@@ -143,7 +157,7 @@ def sample(variant: str, params_path: Path = PARAMS) -> None:
 def evaluate(variant: str, params_path: Path = PARAMS) -> None:
     """Score VARIANT's samples in the judge's feature space; log into its MLflow run."""
     params = _setup(params_path, variant)
-    from ganlab.evaluate import run_evaluate
+    from ganlab.stages.evaluate import run_evaluate
 
     run_evaluate(params, variant, echo=typer.echo)
 
@@ -153,8 +167,8 @@ def evaluate(variant: str, params_path: Path = PARAMS) -> None:
 def report(params_path: Path = PARAMS) -> None:
     """Write metrics/report.md comparing every variant with the real-data floor."""
     params = _setup(params_path)
-    from ganlab.report import run_report
-    from ganlab.tracking import tracking_uri
+    from ganlab.stages.report import run_report
+    from ganlab.tracking.store import tracking_uri
 
     run_report(params, echo=typer.echo)
     typer.echo(f"MLflow store: {tracking_uri()}  (browse: ganlab ui)")
@@ -164,57 +178,11 @@ def report(params_path: Path = PARAMS) -> None:
 @_errors_as_one_line
 def toy(variant: str, params_path: Path = PARAMS) -> None:
     """Mode coverage: VARIANT's loss and penalties on every toy.datasets mixture x toy.seeds."""
-    from ganlab.params import load_params
-    from ganlab.toy_params import toy_skip_reason
-    from ganlab.util import write_json
+    from ganlab.stages.toy import run_toy, skip_toy
 
-    v = load_params(params_path).variant(variant)
-    skipped = toy_skip_reason(v.arch, v.kind)
-    if skipped:  # decided before torch is imported: these stages cost a process start only
-        typer.echo(f"toy {variant}: no toy run ({skipped})")
-        (Path("metrics/toy") / variant).mkdir(parents=True, exist_ok=True)
-        write_json(Path("metrics/toy") / f"{variant}.json", {"toy_runs": 0})
+    if skip_toy(params_path, variant, echo=typer.echo):
         return
-    params = _setup(params_path, variant)
-    import time
-
-    import torch
-
-    from ganlab import tracking
-    from ganlab.toy_suite import forked_workers, members_of, run_toy_variant
-
-    # Nets this small gain nothing from a second intra-op thread, and lose 50x when the
-    # other core is busy (measured); one thread per toy stage, set before any torch work,
-    # so the toy workers can be forked instead of spawned.
-    torch.set_num_threads(1)
-    v = params.variants[variant]
-    cfg = params.toy
-    out = Path("metrics/toy") / variant
-    summary: dict[str, float] = {"toy_runs": 0}
-    t0 = time.perf_counter()
-    with forked_workers():
-        cells = run_toy_variant(variant, v, cfg, out, log=typer.echo)
-    seconds = time.perf_counter() - t0
-    # no wall time in the DVC metrics file: the same params must give the same bytes
-    summary.update(toy_runs=len(members_of(cfg)), g_steps=cfg.g_steps, n_critic=v.n_critic)
-    for dataset, m in cells.items():
-        summary.update({f"{dataset}.{k}": x for k, x in m.items()})
-    tags = {**tracking.run_tags(variant, "toy", v, source="ganlab toy"), "suite": "toy",
-            "mlflow.runName": f"toy-{variant}"}
-    warned = {d: m["collapse_warnings"] for d, m in cells.items() if m["collapse_warnings"]}
-    if warned:  # visible in the MLflow run list, not only in its metrics
-        tags["collapse_warning"] = ", ".join(f"{d}: {n} warning(s)" for d, n in warned.items())
-    run_id = tracking.start_run(tags["mlflow.runName"], {
-        "variant": variant, "datasets": ",".join(cfg.datasets),
-        "seeds": ",".join(map(str, cfg.seeds)), "g_steps": cfg.g_steps,
-        "batch_size": cfg.batch_size, "width": cfg.width}, tags, experiment=tracking.TOY)
-    tracking.log_metrics(run_id, [{"step": 0, "toy/seconds": seconds,
-                                   **{f"toy/{k}": float(x) for k, x in summary.items()}}])
-    tracking.log_artifacts(run_id, [out / d / "progress.png" for d in cells]
-                           + [out / d / "scores.json" for d in cells], "toy")
-    tracking.set_terminated(run_id)
-    write_json(Path("metrics/toy") / f"{variant}.json", summary)
-    typer.echo(f"toy {variant}: {summary['toy_runs']} trainings of {cfg.g_steps} G steps in {seconds:.1f} s")
+    run_toy(_setup(params_path, variant), variant, echo=typer.echo)
 
 
 @app.command()
@@ -226,22 +194,9 @@ def theory(
 ) -> None:
     """The divergence lab: D*, max_D V = -log 4 + 2 JSD, vanishing gradients, the NS loss at D*."""
     params = _setup(params_path)
-    from ganlab.theory import run_theory
-    from ganlab.tracking import THEORY, log_artifacts, log_metrics, run_tags, set_terminated, start_run
+    from ganlab.stages.theory import run_theory
 
-    m = run_theory(out, seed=params.seed, quick=quick)
-    run_id = start_run("theory", {"seed": params.seed, "quick": quick},
-                       run_tags("theory", "-", source="ganlab theory"), experiment=THEORY)
-    log_metrics(run_id, [{"step": 0, **m}])
-    log_artifacts(run_id, sorted(out.glob("*.png")), "theory")
-    set_terminated(run_id)
-    typer.echo(f"theory: |D_trained - D*| max {m['dstar_max_abs_err']:.4f}; "
-               f"-log 4 + 2 JSD - V(trained D) {m['v_trained_gap_to_formula']:.2e} "
-               f"(tolerance {m['v_tolerance']:g}); "
-               f"non-saturating identity max diff {m['ns_identity_max_abs_diff']:.1e}; "
-               f"JSD at max shift {m['jsd_at_max_shift']:.6f} (log 2 = 0.693147); "
-               f"saturating/non-saturating final gradient "
-               f"{m['grad_saturating_final']:.2e}/{m['grad_nonsaturating_final']:.2e}")
+    run_theory(params, out, quick, echo=typer.echo)
 
 
 @app.command()
@@ -252,7 +207,7 @@ def ui(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the command only"),
 ) -> None:
     """Serve the MLflow UI on the project's store (127.0.0.1) and print the training-runs URL."""
-    from ganlab.tracking import TOY, artifact_root, experiment_url, is_server, tracking_uri
+    from ganlab.tracking.store import TOY, artifact_root, experiment_url, is_server, tracking_uri
 
     if is_server(tracking_uri()):  # a team server (MLFLOW_TRACKING_URI) already serves its UI
         typer.echo(f"MLflow UI: {tracking_uri()}  (the tracking server's own UI)")
@@ -278,7 +233,7 @@ def ui(
 
     server = subprocess.Popen(cmd)
     try:
-        from ganlab.ui import open_when_ready
+        from ganlab.tracking.ui import open_when_ready
 
         open_when_ready(url, port, server)
         server.wait()
@@ -311,7 +266,7 @@ def generate(
     Unconditional models draw n latents; conditional ones also take a class
     per image (--label); cycle models translate --input images (ganlab-<V>:
     MNIST -> UCI, ganlab-<V>-reverse: UCI -> MNIST)."""
-    from ganlab import mlmodel
+    from ganlab.tracking import generate as mlmodel
     from ganlab.util import GanlabError
 
     mlmodel.check_output(out, n)
@@ -323,7 +278,7 @@ def generate(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    from ganlab.tracking import tracking_uri as store_uri
+    from ganlab.tracking.store import tracking_uri as store_uri
 
     mlflow.set_tracking_uri(store_uri())
     mlflow.set_registry_uri(store_uri())  # models:/ names resolve in the project's registry

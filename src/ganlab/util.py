@@ -17,7 +17,7 @@ class GanlabError(Exception):
 
 
 class ParamsError(GanlabError):
-    """A params.yaml value that is not allowed (re-exported by ganlab.params)."""
+    """A params.yaml value that is not allowed (re-exported by ganlab.config.params)."""
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -171,3 +171,25 @@ def save_torch(obj: Any, path: Path | str) -> None:
     torch.save(obj, buf)
     with atomic_path(path, suffix=".pt") as tmp:
         tmp.write_bytes(buf.getvalue())
+
+
+def write_npz(path: Path, **arrays: Any) -> None:
+    """numpy arrays as one .npz, written whole (atomic rename)."""
+    import numpy as np
+
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def read_json(path: Path | str, rewriter: str) -> Any:
+    """A JSON file another stage wrote; a torn or foreign file is one clear error naming it and
+    the command that rewrites it (`rewriter`), never a traceback."""
+    path = Path(path)
+    if not path.exists():
+        raise GanlabError(f"{path}: not found (run `{rewriter}` first)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GanlabError(f"{path}: unreadable ({e.__class__.__name__}); rerun `{rewriter}` "
+                          "to rewrite it") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganlab.params import DatasetParams
+from ganlab.config.params import DatasetParams
 from ganlab.util import GanlabError, derive_seed
 
 

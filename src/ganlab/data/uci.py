@@ -9,13 +9,9 @@ by evaluation.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ganlab.data.images import Split, stratified_split
-
-UCI_DIR = Path("data/uci")
 
 
 def upsample_uci(images8: np.ndarray, size: int = 28) -> np.ndarray:
@@ -41,10 +37,3 @@ def load_uci_digits(test_fraction: float, seed: int) -> tuple[Split, Split]:
     return Split(images[tr], labels[tr]), Split(images[te], labels[te])
 
 
-def run_prepare_uci(params, out_dir: Path = UCI_DIR) -> dict:
-    from ganlab.prepare import write_prepared
-    from ganlab.util import derive_seed
-
-    # its own seed stream: the MNIST split's draws must not depend on this one
-    train, test = load_uci_digits(params.dataset.test_fraction, derive_seed(params.seed, "uci"))
-    return write_prepared(out_dir, "uci_digits", train, test)

@@ -183,7 +183,7 @@ def build_conditional_gan(p, image_shape: tuple[int, int, int], num_classes: int
     else:  # validated in params; guards direct callers
         raise ValueError(f"arch: kind conditional needs mlp or dcgan, got {p.arch!r}")
     if p.spectral_norm:
-        from ganlab.nets import apply_spectral_norm
+        from ganlab.nets.build import apply_spectral_norm
 
         apply_spectral_norm(d)
     return g, d

@@ -99,7 +99,7 @@ def build_cycle_gan(p, image_shape: tuple[int, int, int]) -> tuple[CyclePair, Cy
     g = CyclePair(image_shape[0], p.width, p.cycle.res_blocks)
     d = CycleCritics(image_shape[0], p.width, norm)
     if p.spectral_norm:
-        from ganlab.nets import apply_spectral_norm
+        from ganlab.nets.build import apply_spectral_norm
 
         apply_spectral_norm(d)
     return g, d

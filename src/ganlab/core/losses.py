@@ -1,0 +1,171 @@
+"""Adversarial losses and penalties, each a small function of D's raw outputs (logits).
+
+Every loss takes D's *pre-sigmoid* outputs. Where the formula has log(sigmoid(.)), it is
+written with softplus: log sigmoid(t) = -softplus(-t) and log(1 - sigmoid(t)) = -softplus(t),
+which stays finite where sigmoid-then-log underflows to log(0) (the saturated regime this
+lab exists to show). Adding a loss = one pair of functions + one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# ---- minimax GAN (Goodfellow et al. 2014; source document 000, eq. V(D, G)) ----------
+
+
+def minimax_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
+    # D maximises E log D(x) + E log(1 - D(G(z))); we minimise the negative.
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def minimax_generator_loss(fake: Tensor) -> Tensor:
+    # Saturating form: G minimises E log(1 - D(G(z))) = -E softplus(logit).
+    # Its gradient w.r.t. the logit is -sigmoid(logit): ~0 when D confidently rejects.
+    return -F.softplus(fake).mean()
+
+
+def nonsaturating_generator_loss(fake: Tensor) -> Tensor:
+    # -E log D(G(z)) (Goodfellow et al. 2014, sec. 3; what seed 000's code trains with BCE).
+    return F.softplus(-fake).mean()
+
+
+# ---- least squares (Mao et al. 2017; source document 001's MSE criterion) -------------
+
+
+def least_squares_discriminator_loss(
+    real: Tensor, fake: Tensor, a: float = 0.0, b: float = 1.0
+) -> Tensor:
+    # 1/2 E (D(x) - b)^2 + 1/2 E (D(G(z)) - a)^2 on the raw output (no sigmoid).
+    return 0.5 * ((real - b) ** 2).mean() + 0.5 * ((fake - a) ** 2).mean()
+
+
+def least_squares_generator_loss(fake: Tensor, c: float = 1.0) -> Tensor:
+    return 0.5 * ((fake - c) ** 2).mean()
+
+
+# ---- Wasserstein critic (Arjovsky et al. 2017, Algorithm 1) ----------------------------
+
+
+def wasserstein_critic_loss(real: Tensor, fake: Tensor) -> Tensor:
+    # The critic maximises E D(x) - E D(G(z)); its negative is D(fake) - D(real).
+    return fake.mean() - real.mean()
+
+
+def wasserstein_generator_loss(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+# ---- hinge (Lim & Ye 2017; Miyato et al. 2018, eq. 16-17) ------------------------------
+
+
+def hinge_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def hinge_generator_loss(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    d_loss: Callable[[Tensor, Tensor], Tensor]
+    g_loss: Callable[[Tensor], Tensor]
+    # True when D's output is a probability logit (so sigmoid(out) = D(x) is meaningful).
+    probabilistic: bool
+    # True when E D(real) - E D(fake) estimates a distance (critic losses).
+    critic: bool = False
+
+
+# The loss registry's names, in build_loss's order (ganlab.config.params.LOSS_NAMES must list
+# the same ones: tests/test_layout.py ties them, so validation never accepts a loss that
+# cannot be built, nor refuses one that can).
+LOSSES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge")
+
+
+def build_loss(name: str, ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)) -> Loss:
+    a, b, c = ls_targets
+    registry: dict[str, Loss] = {
+        "minimax": Loss("minimax", minimax_discriminator_loss, minimax_generator_loss, True),
+        "nonsaturating": Loss(
+            "nonsaturating", minimax_discriminator_loss, nonsaturating_generator_loss, True
+        ),
+        "least_squares": Loss(
+            "least_squares",
+            lambda r, f: least_squares_discriminator_loss(r, f, a=a, b=b),
+            lambda f: least_squares_generator_loss(f, c=c),
+            False,
+        ),
+        "wasserstein": Loss(
+            "wasserstein", wasserstein_critic_loss, wasserstein_generator_loss, False, True
+        ),
+        "hinge": Loss("hinge", hinge_discriminator_loss, hinge_generator_loss, False, True),
+    }
+    assert tuple(registry) == LOSSES
+    if name not in registry:
+        raise ValueError(f"loss: {name!r} is not one of {', '.join(registry)}")
+    return registry[name]
+
+
+# ---- penalties and constraints -------------------------------------------------------
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
+                     generator: torch.Generator | None = None, eps: Tensor | None = None,
+                     sample_dims: int = 1) -> Tensor:
+    """E (||grad D(x_hat)||_2 - 1)^2 on random interpolates (Gulrajani et al. 2017, eq. 3).
+
+    The norm is per sample over all of its dimensions (not per channel or pixel); the first
+    `sample_dims` dims index samples (2 for an ensemble's (members, batch, ...) inputs).
+    `eps` (one weight per sample) may be given; else it is drawn from `generator`.
+    Multiply by lambda outside.
+    """
+    if eps is None:
+        shape = real.shape[:sample_dims] + (1,) * (real.dim() - sample_dims)
+        eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    out = critic(x_hat)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    norms = grad.flatten(sample_dims).norm(2, dim=-1)
+    return ((norms - 1.0) ** 2).mean()
+
+
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, sample_dims: int = 1) -> Tensor:
+    """E ||grad D(x)||^2 on real data (Mescheder et al. 2018, eq. 9); times gamma/2 outside."""
+    x = real.detach().requires_grad_(True)
+    out = critic(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return grad.flatten(sample_dims).pow(2).sum(dim=-1).mean()
+
+
+@torch.no_grad()
+def clip_weights(module: torch.nn.Module, c: float, count: bool = True) -> Tensor | None:
+    """Clip every parameter to [-c, c] (WGAN). With `count`, also return the fraction that
+    was outside (as a tensor: reading it is a host sync, left to the caller's log step)."""
+    params = list(module.parameters())
+    outside = None
+    if count:
+        outside = sum((p.abs() > c).sum() for p in params) / sum(p.numel() for p in params)
+    torch._foreach_clamp_min_(params, -c)
+    torch._foreach_clamp_max_(params, c)
+    return outside
+
+
+def instance_noise_std(std0: float, anneal: str, progress: float, half_life: float) -> float:
+    """Std of the noise added to D's inputs at `progress` in [0, 1] of training.
+
+    Instance noise (Sønderby et al. 2016; Arjovsky & Bottou 2017) makes the real and fake
+    supports overlap; it is annealed to zero so the final model sees clean data.
+    """
+    if std0 <= 0:
+        return 0.0
+    progress = min(max(progress, 0.0), 1.0)
+    if anneal == "linear":
+        return std0 * (1.0 - progress)
+    # exponential: halves every `half_life` of training, forced to zero at the end
+    return 0.0 if progress >= 1.0 else std0 * 0.5 ** (progress / half_life)

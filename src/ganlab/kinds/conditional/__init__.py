@@ -1,0 +1,2 @@
+"""`kind: conditional`: train.py (its trainer and MLflow model), sample.py (its sample files),
+evaluate.py (its metrics)."""

@@ -1,0 +1,2 @@
+"""`kind: cycle`: train.py (its trainer and MLflow model), sample.py (its sample files),
+evaluate.py (its metrics)."""

@@ -1,0 +1,2 @@
+"""`kind: unconditional`: train.py (its trainer and MLflow model), sample.py (its sample files),
+evaluate.py (its metrics)."""

@@ -1,0 +1,65 @@
+"""The judge: a small CNN digit classifier whose penultimate features and softmax are the
+feature space of the `*_judge` metrics (an MNIST stand-in for Inception, and named so).
+It lives outside `ganlab.nets` so that stages judge and evaluate do not import the GAN nets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ganlab.runtime.paths import JUDGE_PATH
+from ganlab.util import GanlabError
+
+
+class Judge(nn.Module):
+    feature_dim = 128
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(64 * 16, self.feature_dim), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.dropout(self.body(x)))
+
+
+class JudgeExtractor:
+    """(features, softmax) of images in [-1, 1], batched, without gradients."""
+
+    name = "judge"
+
+    def __init__(self, judge: Judge, device: torch.device, batch_size: int = 1000):
+        self.judge = judge.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        feats, probs = [], []
+        for i in range(0, len(images), self.batch_size):
+            x = images[i : i + self.batch_size].to(self.device)
+            f = self.judge.features(x)
+            feats.append(f.cpu())
+            probs.append(torch.softmax(self.judge.head(f), dim=1).cpu())
+        return torch.cat(feats), torch.cat(probs)
+
+
+def load_judge(path: Path = JUDGE_PATH, device: torch.device | None = None) -> Judge:
+    """The trained judge from `ganlab judge` (tensors only: weights_only)."""
+    if not path.exists():
+        raise GanlabError(f"{path}: judge not found (run `ganlab judge` first)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    judge = Judge(blob["in_channels"], blob["num_classes"])
+    judge.load_state_dict(blob["state_dict"])
+    return judge.to(device or "cpu").eval()
