@@ -263,3 +263,20 @@ def test_torchrun_trains_once_with_rank0_outputs_and_repeats(tmp_path):
     _run(["ganlab", "train", "gan"], c1)
     assert (c1 / "models/variants/gan/generator.pt").read_bytes() != (
         a / "models/variants/gan/generator.pt").read_bytes()
+
+
+@pytest.mark.slow
+@needs_gloo
+def test_torchrun_with_several_seeds_trains_each_in_one_process_group(tmp_path):
+    """Issue 21.4: the process group is set up once per process and the seeds loop inside it
+    (re-creating it per seed in one process is known to hang: pytorch issues 114585, 55967)."""
+    root = tmp_path / "s"
+    raw = _project(root, 2)
+    raw["seeds"] = [0, 1]
+    write_params(root / "params.yaml", raw)
+    _run(["ganlab", "prepare"], root)
+    log = _run(["ganlab", "train", "gan"], root)
+    assert log.count("2 processes (gloo)") == 2  # one line per seed, from rank 0
+    first = root / "models/variants/gan/generator.pt"
+    second = root / "models/variants/gan/seeds/1/generator.pt"
+    assert first.exists() and second.exists() and first.read_bytes() != second.read_bytes()

@@ -117,3 +117,29 @@ def test_report_marks_only_differences_beyond_seed_noise(tiny_raw):
     assert "Welch" in text
     one = parse_params({**tiny_raw, "seeds": [0]})
     assert "One training seed" in "\n".join(_seeds_section(one, rows))
+
+
+def test_every_seed_shares_the_progress_noise_and_the_monitors_draws(seeded, monkeypatch):
+    """Issue 21.6: the training seed draws the training (init, batches, noise); the progress
+    grids' noise and the monitor's fixed draws stay the data seed's, shared by every seed."""
+    import ganlab.stages.train as tr
+    from ganlab.runtime import monitor
+
+    _, raw, params = seeded
+    seen: dict[str, list[int]] = {"grid": [], "monitor": []}
+    grid_noise, monitor_latent = tr.grid_noise, monitor.monitor_latent
+
+    def grid_spy(p, *a, **kw):
+        seen["grid"].append(p.seed)
+        return grid_noise(p, *a, **kw)
+
+    def latent_spy(trainer, n, seed, variant):
+        seen["monitor"].append(seed)
+        return monitor_latent(trainer, n, seed, variant)
+
+    monkeypatch.setattr(tr, "grid_noise", grid_spy)
+    monkeypatch.setattr(monitor, "monitor_latent", latent_spy)
+    on = parse_params({**raw, "monitor": {**raw["monitor"], "every": 1, "early_stop_on_collapse": True}})
+    for seed in (0, 3):
+        tr.run_train(on, "gan", echo=lambda *_: None, seed=seed)
+    assert seen["grid"] == [0, 0] and seen["monitor"] == [0, 0]
