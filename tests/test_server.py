@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from ganlab.tracking import servers
 from tests.e2e import copy_project, run_queue
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,4 @@
-"""`kind: conditional`: its generator(s) as MLflow models, logged and registered (train stage).
-
-Apart from the trainer so that the toy suite, which trains the unconditional kind and logs no
-model, does not depend on the model-logging code."""
+"""`kind: conditional`: G(z, y) behind one tensor (z, then the label) as an MLflow model."""
 
 from __future__ import annotations
 

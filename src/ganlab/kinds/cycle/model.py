@@ -1,7 +1,4 @@
-"""`kind: cycle`: its generator(s) as MLflow models, logged and registered (train stage).
-
-Apart from the trainer so that the toy suite, which trains the unconditional kind and logs no
-model, does not depend on the model-logging code."""
+"""`kind: cycle`: both CycleGAN generators as MLflow models, one per direction."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""`kind: unconditional`: its generator(s) as MLflow models, logged and registered (train stage).
+"""`kind: unconditional`: G(z) as an MLflow model, logged and registered by the train stage.
 
-Apart from the trainer so that the toy suite, which trains the unconditional kind and logs no
-model, does not depend on the model-logging code."""
+Apart from the trainer so that the toy suite, which trains this kind and logs no model,
+does not depend on the model-logging code."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Real PostgreSQL and `mlflow server` processes for tests/test_server.py (bench/common.py has its own).
+"""Throwaway PostgreSQL and `mlflow server` processes on 127.0.0.1: a team server to try
+(README "Scaling out"), and what tests/test_server.py and bench/scale.py run against.
 
 `missing()` says why they cannot run here (None when they can), so callers skip with the
 reason instead of passing silently.
