@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -38,10 +39,12 @@ def sh(args, cwd, uri: str | None = None, timeout: float = 900) -> str:
     return out.stdout + out.stderr
 
 
-def copy_project(root: Path, variants: dict, uri: str | None = None) -> str:
+def copy_project(root: Path, variants: dict, uri: str | None = None,
+                 setup: Callable[[Path, dict], None] | None = None) -> str:
     """Copy the repo's tracked files (tests and bench left out) into `root`, with tiny params
     and only `variants`, commit it, run `dvc repro` and commit dvc.lock as DVC asks (the
-    baseline `dvc exp` compares against). Returns the repro's output."""
+    baseline `dvc exp` compares against). Returns the repro's output. `setup(root, raw)`, if
+    given, runs before params.yaml is written: it may edit the params and add files."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout.decode().split("\0")
     for f in filter(None, files):
@@ -51,6 +54,8 @@ def copy_project(root: Path, variants: dict, uri: str | None = None) -> str:
         shutil.copy2(REPO / f, root / f)
     raw = tiny_params_dict()
     raw["variants"] = variants
+    if setup is not None:
+        setup(root, raw)
     write_params(root / "params.yaml", raw)
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
     dvc.pop("plots", None)  # the plots section names the default variants

@@ -25,17 +25,32 @@ SRC = REPO / "src"
 CLI = SRC / "ganlab" / "cli.py"
 
 
+# The opt-in pipelines beside the default one (`dvc repro stacked/dvc.yaml`); their stages
+# run from the project root (`wdir: ..`), so their paths read as the top-level file's.
+OPT_IN_DVC = ("stacked/dvc.yaml",)
+# What a stacked stage's trainer reads of `params.variant(...)` / `params.training` /
+# `params.budget_scale` is the Params the stage builds from `stacked:` alone
+# (ganlab.stacked.train.stacked_params), not params.yaml's; its variant's settings are
+# `stacked.training` overridden by `stacked.variants.<V>`.
+STACKED_COMMANDS = ("stacked", "stacked_floor")
+
+
 def _dvc() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
 def _stages() -> dict[str, dict]:
-    """name -> {cmd, deps, params}, with foreach stages unwrapped (`do`)."""
+    """name -> {cmd, deps, params}, with foreach stages unwrapped (`do`), of the top-level
+    dvc.yaml and the opt-in pipelines."""
     out = {}
-    for name, spec in _dvc()["stages"].items():
-        body = spec.get("do", spec)
-        out[name] = {"cmd": body["cmd"], "deps": body.get("deps", []),
-                     "params": body.get("params", [])}
+    files = [_dvc()] + [yaml.safe_load((REPO / f).read_text()) for f in OPT_IN_DVC
+                        if (REPO / f).exists()]
+    for dvc in files:
+        for name, spec in dvc["stages"].items():
+            body = spec.get("do", spec)
+            assert name not in out, f"stage {name} is defined twice"
+            out[name] = {"cmd": body["cmd"], "deps": body.get("deps", []),
+                         "params": body.get("params", [])}
     return out
 
 
@@ -186,6 +201,10 @@ def _required_params(command: str) -> set[str]:
     # reading those settings reads budget_scale (else `-S budget_scale=4` would not rerun it)
     if read & {"training", "variants", "toy"}:
         read.add("budget_scale")
+    if command in STACKED_COMMANDS:
+        read -= {"training", "variants", "budget_scale"}
+        if "stacked.variants" in read or "stacked" in read:
+            read.add("stacked.training")
     return read
 
 
@@ -194,9 +213,17 @@ def _covered(path: str, deps: list[str]) -> bool:
 
 
 def _declared_sections(params: list) -> set[str]:
-    # `variants.${key}` declares the stage's own variant: the `variants` section for it;
-    # `monitor.every` declares one key of a section
-    return {"variants" if str(p).startswith("variants.") else str(p) for p in params}
+    # `variants.${key}` declares the stage's own variant: the `variants` section for it
+    # (`stacked.variants.${key}`: the `stacked.variants` key); `monitor.every` declares one
+    # key of a section
+    out = set()
+    for p in map(str, params):
+        if p.startswith("variants."):
+            p = "variants"
+        elif p.startswith("stacked.variants."):
+            p = "stacked.variants"
+        out.add(p)
+    return out
 
 
 def _section(name: str) -> str:

@@ -35,8 +35,8 @@ CFG = ToySuiteParams(seeds=(0, 1), g_steps=8, batch_size=32, width=16, n_train=6
                      lr_decay_start=0.4)
 
 
-def _settings(name: str, **over) -> dict:
-    return toy_variant_settings({**RAW["training"], **RAW["variants"][name], **over}, CFG)
+def _settings(name: str, cfg: ToySuiteParams = CFG, **over) -> dict:
+    return toy_variant_settings({**RAW["training"], **RAW["variants"][name], **over}, cfg)
 
 
 def _linear_weights(net: torch.nn.Module) -> list[torch.Tensor]:
@@ -68,26 +68,26 @@ def float64():
     torch.set_default_dtype(old)
 
 
-def _train(name: str, settings: dict):
-    members = members_of(CFG)
+def _train(name: str, settings: dict, cfg: ToySuiteParams = CFG):
+    members = members_of(cfg)
     params = [member_params(name, settings, m) for m in members]
     n_critic = params[0].variant(name).n_critic
-    n = max(CFG.n_train, chunk_d_steps(CFG, n_critic) * CFG.batch_size)
-    data = [member_data(m, CFG, n) for m in members]
+    n = max(cfg.n_train, chunk_d_steps(cfg, n_critic) * cfg.batch_size)
+    data = [member_data(m, cfg, n) for m in members]
     for d in data:
         d["real"] = d["real"].to(torch.get_default_dtype())
     ens = EnsembleTrainer(params, name, [d["real"] for d in data], torch.device("cpu"))
-    ens.total_d_steps = CFG.g_steps * n_critic
+    ens.total_d_steps = cfg.g_steps * n_critic
     state = TrainState()
-    for step in (4, 8):
-        advance(ens, state, CFG, step)
+    for step in range(cfg.check_every, cfg.g_steps + 1, cfg.check_every):
+        advance(ens, state, cfg, step)
     solos = []
     for e in range(len(members)):
         solo = GanTrainer(params[e], name, data[e]["real"], torch.device("cpu"))
-        solo.total_d_steps = CFG.g_steps * n_critic
+        solo.total_d_steps = cfg.g_steps * n_critic
         s = TrainState()
-        for step in (4, 8):
-            advance(solo, s, CFG, step)
+        for step in range(cfg.check_every, cfg.g_steps + 1, cfg.check_every):
+            advance(solo, s, cfg, step)
         solos.append((solo, s))
     return ens, state, solos
 
@@ -148,11 +148,16 @@ def test_generator_stack_starts_where_members_start() -> None:
     torch.testing.assert_close(ens(z), torch.stack([g(z[e]) for e, g in enumerate(gs)]))
 
 
-def test_n_critic_five_gets_the_same_generator_updates() -> None:
-    cfg = dataclasses.replace(CFG, seeds=(0,), datasets=("ring8",))
-    assert cfg.g_steps == 8
-    _, state, _ = _train("wgan", _settings("wgan"))
+def test_n_critic_five_gets_the_same_generator_updates(float64) -> None:
+    # one member, checks every 2 G steps: n_critic 5 makes 5 D steps per G step in every chunk
+    cfg = dataclasses.replace(CFG, seeds=(0,), datasets=("ring8",), check_every=2)
+    ens, state, solos = _train("wgan", _settings("wgan", cfg), cfg)
+    assert len(solos) == 1 and ens.g.net[0].weight.shape[0] == 1  # cfg's single member trained
     assert state.g_step == 8 and state.d_step == 40
+    solo, s = solos[0]
+    assert (s.g_step, s.d_step) == (8, 40)
+    for a, b in zip(_member_weights(ens.d, 0), _linear_weights(solo.d), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_dataset_names_match_the_registry() -> None:

@@ -60,8 +60,10 @@ def prepare(params_path: Path = PARAMS) -> None:
     from ganlab.stages.prepare import run_prepare
     from ganlab.tracking.store import client
 
+    # create/upgrade the MLflow store now, before parallel stages could race on it (and before
+    # any data is written: a store that cannot be used is refused first)
+    client()
     meta = run_prepare(params)
-    client()  # create/upgrade the MLflow store now, before parallel stages could race on it
     typer.echo(f"prepare: {meta['n_train']} train / {meta['n_test']} test images "
                f"of {meta['dataset']} {tuple(meta['image_shape'])} in data/prepared/")
 
@@ -164,6 +166,26 @@ def evaluate(variant: str, params_path: Path = PARAMS) -> None:
 
 @app.command()
 @_errors_as_one_line
+def score(
+    path: Path = typer.Argument(..., help=".npz with a uint8 `images` array (N, C, H, W), as "
+                                "samples.npz, or a folder of PNG files (read in name order)"),
+    out: Path = typer.Option(Path("score.json"), "-o", "--out", help="JSON file to write"),
+    as_variant: str | None = typer.Option(None, "--as", help="draw KID's random subsets as "
+                                          "`evaluate VARIANT` does: VARIANT's own samples.npz "
+                                          "then scores exactly metrics/eval/VARIANT.json"),
+    log: bool = typer.Option(False, "--log", help="also log an MLflow run (experiment ganlab)"),
+    params_path: Path = PARAMS,
+) -> None:
+    """Score any images as evaluate scores a variant's samples (same metrics, same N), beside
+    the floor, in this project's judge feature space; print the report's table row."""
+    params = _setup(params_path)
+    from ganlab.stages.score import run_score
+
+    run_score(params, path, out, as_variant, log, echo=typer.echo)
+
+
+@app.command()
+@_errors_as_one_line
 def report(params_path: Path = PARAMS) -> None:
     """Write metrics/report.md comparing every variant with the real-data floor."""
     params = _setup(params_path)
@@ -183,6 +205,27 @@ def toy(variant: str, params_path: Path = PARAMS) -> None:
     if skip_toy(params_path, variant, echo=typer.echo):
         return
     run_toy(_setup(params_path, variant), variant, echo=typer.echo)
+
+
+@app.command()
+@_errors_as_one_line
+def stacked(variant: str, params_path: Path = PARAMS) -> None:
+    """Stacked MNIST (opt-in, stacked/dvc.yaml): train stacked.variants.VARIANT on every
+    stacked.seeds and score 1,000-mode coverage with the judge."""
+    params = _setup(params_path)
+    from ganlab.stages.stacked import run_stacked
+
+    run_stacked(params, variant, echo=typer.echo)
+
+
+@app.command("stacked-floor")
+@_errors_as_one_line
+def stacked_floor(params_path: Path = PARAMS) -> None:
+    """Stacked MNIST's floor: stacked.n_floor real stacks scored as the generators are."""
+    params = _setup(params_path)
+    from ganlab.stages.stacked_floor import run_stacked_floor
+
+    run_stacked_floor(params, echo=typer.echo)
 
 
 @app.command()
@@ -212,6 +255,10 @@ def ui(
     if is_server(tracking_uri()):  # a team server (MLFLOW_TRACKING_URI) already serves its UI
         typer.echo(f"MLflow UI: {tracking_uri()}  (the tracking server's own UI)")
         return
+    from ganlab.tracking.ui import check_port_free
+
+    if not dry_run:
+        check_port_free(port)  # a busy port is refused before any URL is printed
     # the registry is the project store's too (not an MLFLOW_REGISTRY_URI left in the shell)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
            "--registry-store-uri", tracking_uri(),
@@ -229,17 +276,11 @@ def ui(
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if not open_browser:
         os.execv(sys.executable, cmd)
-    import subprocess
+    from ganlab.tracking.ui import serve_and_open
 
-    server = subprocess.Popen(cmd)
-    try:
-        from ganlab.tracking.ui import open_when_ready
-
-        open_when_ready(url, port, server)
-        server.wait()
-    except KeyboardInterrupt:
-        server.terminate()
-        server.wait()
+    code = serve_and_open(cmd, url, port)  # the server's whole process group ends with this one
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -273,12 +314,15 @@ def generate(
     if nrow is not None and nrow < 1:
         raise GanlabError(f"--nrow {nrow}: must be at least 1")
     inputs = mlmodel.read_images(input_file) if input_file is not None else None
+    source = ("--tracking-uri" if tracking_uri else
+              "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "project store")
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
-
     from ganlab.tracking.store import tracking_uri as store_uri
+
+    mlmodel.check_store(store_uri(), source, model)  # before MLflow touches (or creates) it
+    import mlflow
 
     mlflow.set_tracking_uri(store_uri())
     mlflow.set_registry_uri(store_uri())  # models:/ names resolve in the project's registry

@@ -182,14 +182,46 @@ def write_npz(path: Path, **arrays: Any) -> None:
             np.savez(f, **arrays)
 
 
-def read_json(path: Path | str, rewriter: str) -> Any:
+def read_json(path: Path | str, rewriter: str, keys: tuple[str, ...] = ()) -> Any:
     """A JSON file another stage wrote; a torn or foreign file is one clear error naming it and
-    the command that rewrites it (`rewriter`), never a traceback."""
+    the command that rewrites it (`rewriter`), never a traceback. With `keys`, the file must be
+    a mapping holding each of them."""
     path = Path(path)
     if not path.exists():
         raise GanlabError(f"{path}: not found (run `{rewriter}` first)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GanlabError(f"{path}: unreadable ({e.__class__.__name__}); rerun `{rewriter}` "
+                          "to rewrite it") from None
+    if keys:
+        if not isinstance(obj, dict):
+            raise GanlabError(f"{path}: expected a JSON object, got {type(obj).__name__}; rerun "
+                              f"`{rewriter}` to rewrite it")
+        missing = [k for k in keys if k not in obj]
+        if missing:
+            raise GanlabError(f"{path}: no {missing[0]!r} entry; rerun `{rewriter}` to rewrite it")
+    return obj
+
+
+def read_npz(path: Path | str, rewriter: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The arrays of an .npz another stage wrote: `keys` only when given (each must be there;
+    nothing else is read), else all of them. Never unpickles (allow_pickle off). A missing,
+    torn or foreign file is one clear error naming it and the command that rewrites it."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise GanlabError(f"{path}: not found (run `{rewriter}` first)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise GanlabError(f"{path}: no `{missing[0]}` array (has "
+                                  f"{', '.join(z.files) or 'none'}); rerun `{rewriter}` to rewrite it")
+            return {k: z[k] for k in (keys or z.files)}
+    except GanlabError:
+        raise
+    except Exception as e:  # truncated, not a zip, a pickled object array: numpy/zipfile types
         raise GanlabError(f"{path}: unreadable ({e.__class__.__name__}); rerun `{rewriter}` "
                           "to rewrite it") from None

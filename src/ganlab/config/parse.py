@@ -8,6 +8,7 @@ refused before any stage does work. The schema (ganlab.config.params) and the to
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import fields
 from typing import Any, get_args, get_origin, get_type_hints
@@ -61,10 +62,18 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
             # YAML 1.1 (PyYAML) reads 5e-05 as a string: a float needs a dot there. DVC writes
             # `-S variants.wgan.lr=5e-5` exactly so, and reads it back as YAML 1.2 (a float).
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{key}: {value!r} must be a number")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range (1e400 written out)
+            raise ParamsError(f"{key}: {value!r} is too large; must be a finite number") from None
+        if not math.isfinite(value):
+            # .nan passes every range check (comparisons are false), .inf overflows budgets and
+            # turns an lr into all-NaN losses: no float setting takes either
+            raise ParamsError(f"{key}: {value!r} must be a finite number (not .nan or .inf)")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ParamsError(f"{key}: {value!r} must be a string")

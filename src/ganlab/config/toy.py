@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ganlab.util import ParamsError
@@ -18,6 +18,10 @@ from ganlab.util import ParamsError
 # The names in ganlab.data.toy.TOY_DATASETS (tests/test_toy_ensemble.py keeps them equal);
 # repeated here so validating params.yaml does not import torch.
 TOY_DATASET_NAMES = ("ring8", "grid25")
+# The training keys a variant's own toy settings (`toy.variants.<V>`) may set: the optimiser,
+# its rates and the loss's constraint strengths, which the papers tune per loss for the toy
+# (WGAN-GP's toy: lambda 0.1, Adam 1e-4 (0.5, 0.9), n_critic 5).
+TOY_VARIANT_KEYS = ("optimizer", "lr", "d_lr", "betas", "n_critic", "clip", "gp", "r1", "r2")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,11 @@ class ToySuiteParams:
     # thread each: nets this small gain nothing from intra-op threads). Part of the result:
     # batching other members changes float32 rounding, not the method.
     workers: int = 2
+    # a variant's own toy settings, decoupled from its image settings: {variant: {key: value}}
+    # over TOY_VARIANT_KEYS. Its `lr` / `d_lr` are the toy rates themselves (lr_scale and
+    # d_lr_ratio do not apply; d_lr defaults to its lr), its `betas` win over `toy.betas`.
+    # Checked against the variant's training settings by ganlab.config.params.
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def check(self, key: str = "toy") -> None:
         if not self.datasets:

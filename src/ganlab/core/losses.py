@@ -71,40 +71,73 @@ def hinge_generator_loss(fake: Tensor) -> Tensor:
     return -fake.mean()
 
 
+# ---- relativistic pairing (Jolicoeur-Martineau 2019 RpGAN; Huang et al. 2024 R3GAN) -----
+
+
+def relativistic_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
+    # E softplus(-(D(x) - D(G(z)))), real and fake paired elementwise within the batch:
+    # D learns that each real is more realistic than the fake it is paired with.
+    return F.softplus(fake - real).mean()
+
+
+def relativistic_generator_loss(fake: Tensor, real: Tensor) -> Tensor:
+    # E softplus(-(D(G(z)) - D(x))): the same pairing with the roles swapped. D(x) enters as
+    # a constant (the G step takes no gradient into D or the data).
+    return F.softplus(real - fake).mean()
+
+
+def _fake_only(g_loss: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor | None], Tensor]:
+    """A generator loss of D(G(z)) alone, in the registry's (fake_out, real_out) form."""
+    return lambda fake, real=None: g_loss(fake)
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
-    d_loss: Callable[[Tensor, Tensor], Tensor]
-    g_loss: Callable[[Tensor], Tensor]
+    d_loss: Callable[[Tensor, Tensor], Tensor]  # d_loss(real_out, fake_out)
+    # g_loss(fake_out, real_out): real_out is D's output on the real batch when
+    # `g_needs_real`, else None (and ignored)
+    g_loss: Callable[[Tensor, Tensor | None], Tensor]
     # True when D's output is a probability logit (so sigmoid(out) = D(x) is meaningful).
     probabilistic: bool
     # True when E D(real) - E D(fake) estimates a distance (critic losses).
     critic: bool = False
+    # True when G's loss reads D(real) too (relativistic): only then does the G step run D
+    # on the real batch, so the other losses' steps (and numbers) are unchanged.
+    g_needs_real: bool = False
 
 
 # The loss registry's names, in build_loss's order (ganlab.config.params.LOSS_NAMES must list
 # the same ones: tests/test_layout.py ties them, so validation never accepts a loss that
 # cannot be built, nor refuses one that can).
-LOSSES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge")
+LOSSES = ("minimax", "nonsaturating", "least_squares", "wasserstein", "hinge", "relativistic")
 
 
 def build_loss(name: str, ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)) -> Loss:
     a, b, c = ls_targets
     registry: dict[str, Loss] = {
-        "minimax": Loss("minimax", minimax_discriminator_loss, minimax_generator_loss, True),
+        "minimax": Loss("minimax", minimax_discriminator_loss, _fake_only(minimax_generator_loss),
+                        True),
         "nonsaturating": Loss(
-            "nonsaturating", minimax_discriminator_loss, nonsaturating_generator_loss, True
+            "nonsaturating", minimax_discriminator_loss, _fake_only(nonsaturating_generator_loss),
+            True,
         ),
         "least_squares": Loss(
             "least_squares",
             lambda r, f: least_squares_discriminator_loss(r, f, a=a, b=b),
-            lambda f: least_squares_generator_loss(f, c=c),
+            _fake_only(lambda f: least_squares_generator_loss(f, c=c)),
             False,
         ),
         "wasserstein": Loss(
-            "wasserstein", wasserstein_critic_loss, wasserstein_generator_loss, False, True
+            "wasserstein", wasserstein_critic_loss, _fake_only(wasserstein_generator_loss), False,
+            True,
         ),
-        "hinge": Loss("hinge", hinge_discriminator_loss, hinge_generator_loss, False, True),
+        "hinge": Loss("hinge", hinge_discriminator_loss, _fake_only(hinge_generator_loss), False,
+                      True),
+        # sigmoid(D(x) - D(G(z))) is a probability, sigmoid of one output alone is not; and the
+        # mean gap is no distance estimate: neither flag
+        "relativistic": Loss("relativistic", relativistic_discriminator_loss,
+                             relativistic_generator_loss, False, False, g_needs_real=True),
     }
     assert tuple(registry) == LOSSES
     if name not in registry:
@@ -141,6 +174,12 @@ def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, sample_dims: in
     out = critic(x)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
     return grad.flatten(sample_dims).pow(2).sum(dim=-1).mean()
+
+
+def r2_penalty(critic: Callable[[Tensor], Tensor], fake: Tensor, sample_dims: int = 1) -> Tensor:
+    """E ||grad D(x)||^2 on generated data, x = G(z) taken as a constant (R2: Mescheder et al.
+    2018, eq. 10; with R1 the R3GAN recipe, Huang et al. 2024); times gamma/2 outside."""
+    return r1_penalty(critic, fake, sample_dims=sample_dims)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ganlab.config.params import DatasetParams
-from ganlab.util import GanlabError, derive_seed
+from ganlab.util import GanlabError, derive_seed, read_json, read_npz
 
 
 @dataclass
@@ -141,21 +141,55 @@ def save_split(path: Path, split: Split) -> None:
             np.savez(f, images=split.images, labels=split.labels)
 
 
-def load_split(path: Path | str) -> Split:
-    path = Path(path)
+def _rewriter(data_dir: Path) -> str:
+    """The command that writes a prepared folder: data/uci is prepare-uci's, the rest prepare's."""
+    return "ganlab prepare-uci" if Path(data_dir).name == "uci" else "ganlab prepare"
+
+
+def _exists(path: Path, rewriter: str) -> None:
     if not path.exists():
-        raise GanlabError(f"{path}: prepared data not found (run `ganlab prepare` first)")
-    with np.load(path) as z:
-        return Split(z["images"], z["labels"])
+        raise GanlabError(f"{path}: prepared data not found (run `{rewriter}` first)")
+
+
+def _check_images(path: Path, images: np.ndarray, rewriter: str) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
+        raise GanlabError(f"{path}: `images` must be a non-empty uint8 (N, C, H, W) array, got "
+                          f"{images.dtype} {images.shape}; rerun `{rewriter}` to rewrite it")
+
+
+def load_split(path: Path | str) -> Split:
+    """A prepared split (images and labels); a missing, torn or foreign file is one error
+    naming it and the command that rewrites it."""
+    path = Path(path)
+    rewriter = _rewriter(path.parent)
+    _exists(path, rewriter)
+    z = read_npz(path, rewriter, ("images", "labels"))
+    _check_images(path, z["images"], rewriter)
+    labels = z["labels"]
+    if labels.shape != (len(z["images"]),) or labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise GanlabError(f"{path}: `labels` must be {len(z['images'])} integers >= 0, got "
+                          f"{labels.dtype} {labels.shape}; rerun `{rewriter}` to rewrite it")
+    return Split(z["images"], labels.astype(np.int64, copy=False))
+
+
+def load_images(path: Path | str) -> np.ndarray:
+    """A prepared split's images alone: its `labels` array is never read (a kind that trains
+    without labels, cycle, reads its data through this)."""
+    path = Path(path)
+    rewriter = _rewriter(path.parent)
+    _exists(path, rewriter)
+    images = read_npz(path, rewriter, ("images",))["images"]
+    _check_images(path, images, rewriter)
+    return images
+
+
+META_KEYS = ("dataset", "image_shape", "num_classes", "n_train", "n_test", "train_sha256")
 
 
 def load_meta(data_dir: Path | str) -> dict:
-    import json
-
-    path = Path(data_dir) / "meta.json"
-    if not path.exists():
-        raise GanlabError(f"{path}: prepared data not found (run `ganlab prepare` first)")
-    return json.loads(path.read_text())
+    rewriter = _rewriter(Path(data_dir))
+    _exists(Path(data_dir) / "meta.json", rewriter)
+    return read_json(Path(data_dir) / "meta.json", rewriter, META_KEYS)
 
 
 def to_unit_range(images: np.ndarray):

@@ -12,8 +12,10 @@ from ganlab.util import file_sha256, write_json
 PREPARED = Path("data/prepared")
 
 
-def write_prepared(out_dir: Path, dataset: str, train: Split, test: Split) -> dict:
-    """{train,test}.npz and meta.json (shapes, counts, the files' sha256) in `out_dir`."""
+def write_prepared(out_dir: Path, dataset: str, train: Split, test: Split,
+                   source: dict | None = None) -> dict:
+    """{train,test}.npz and meta.json (shapes, counts, the files' sha256, and `source`: what a
+    folder dataset records of the files it read) in `out_dir`."""
     save_split(out_dir / "train.npz", train)
     save_split(out_dir / "test.npz", test)
     meta = {
@@ -25,6 +27,7 @@ def write_prepared(out_dir: Path, dataset: str, train: Split, test: Split) -> di
         "train_class_counts": np.bincount(train.labels).tolist(),
         "train_sha256": file_sha256(out_dir / "train.npz"),
         "test_sha256": file_sha256(out_dir / "test.npz"),
+        **(source or {}),
     }
     write_json(out_dir / "meta.json", meta)
     return meta

@@ -36,6 +36,7 @@ from ganlab.core.losses import (
     gradient_penalty,
     instance_noise_std,
     r1_penalty,
+    r2_penalty,
 )
 from ganlab.nets.build import SigmaTracker
 from ganlab.runtime.distributed import DistContext
@@ -138,6 +139,11 @@ class Trainer:
         """The blob saved as the variant's generator file."""
         raise NotImplementedError
 
+    def side_outputs(self) -> dict[str, dict]:
+        """Files saved beside the generator file, by name: `.json` as JSON, else torch tensors
+        (the cycle kind's semantic classifiers); none by default."""
+        return {}
+
     def progress_images(self, fixed_z: Tensor) -> Tensor:
         return self.sampler()(fixed_z)
 
@@ -222,13 +228,15 @@ class Trainer:
         """D's loss from the registry plus its penalties: (loss, D(real), D(fake), extras).
 
         R1 is taken on the clean reals (Mescheder et al. 2018 define it on the data
-        distribution), before instance noise; the gradient penalty on interpolates of the
-        inputs D actually sees. `joint` runs both halves in one pass when D has no batch
+        distribution), before instance noise, and R2 likewise on the clean fakes (the
+        generator's distribution); the gradient penalty on interpolates of the inputs D
+        actually sees. `joint` runs both halves in one pass when D has no batch
         statistics (the same function, one dispatch instead of two).
         """
         p = self.p
         extra: dict[str, Tensor] = {}
         r1 = r1_penalty(critic_real, real, sample_dims=self.sample_dims) if p.r1 > 0 else None
+        r2 = r2_penalty(critic_fake, fake, sample_dims=self.sample_dims) if p.r2 > 0 else None
         real_in = self.input_noise(real, noise_std)
         fake_in = self.input_noise(fake, noise_std)
         if joint is not None:
@@ -244,6 +252,9 @@ class Trainer:
         if r1 is not None:
             d_loss = d_loss + 0.5 * p.r1 * r1
             extra["r1"] = r1.detach()
+        if r2 is not None:
+            d_loss = d_loss + 0.5 * p.r2 * r2
+            extra["r2"] = r2.detach()
         return d_loss, out_real, out_fake, extra
 
     def update_discriminator(self, d_loss: Tensor, opt: torch.optim.Optimizer, d: nn.Module,
@@ -260,12 +271,24 @@ class Trainer:
                 extra["clip_frac"] = frac
         return extra
 
-    def generator_objective(self, critic: Critic, d: nn.Module, fake: Tensor, noise_std: float
-                            ) -> Tensor:
-        """G's loss through D, whose parameters take no gradient here."""
+    def generator_objective(self, critic: Critic, d: nn.Module, fake: Tensor, noise_std: float,
+                            real: Tensor | None = None) -> Tensor:
+        """G's loss through D, whose parameters take no gradient here.
+
+        `real` is the step's real batch (paired with `fake` sample by sample). Only a loss
+        that reads D(real) in G's objective (`Loss.g_needs_real`: relativistic) runs D on it,
+        under no_grad after the fakes' pass, so the other losses' G steps are unchanged.
+        """
         d.requires_grad_(False)
         try:
-            return self.loss.g_loss(critic(self.input_noise(fake, noise_std)))
+            out_fake = critic(self.input_noise(fake, noise_std))
+            out_real = None
+            if self.loss.g_needs_real:
+                if real is None:
+                    raise ValueError(f"loss {self.loss.name}: the G step needs the real batch")
+                with torch.no_grad():
+                    out_real = critic(self.input_noise(real, noise_std))
+            return self.loss.g_loss(out_fake, out_real)
         finally:
             d.requires_grad_(True)
 

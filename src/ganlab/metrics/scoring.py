@@ -12,7 +12,6 @@ only what it runs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 from ganlab.config.params import Params
 from ganlab.data.images import Split, to_unit_range
 from ganlab.runtime.paths import FLOOR_PATH
-from ganlab.util import GanlabError, derive_seed
+from ganlab.util import GanlabError, derive_seed, read_json, read_npz
 
 
 def comparison_n(params: Params, n_test: int) -> int:
@@ -141,9 +140,30 @@ def check_floor_n(floor: dict, n: int, variant: str, floor_path: Path = FLOOR_PA
 
 
 def judge_accuracy(path: Path) -> float:
-    if not path.exists():
-        raise GanlabError(f"{path}: not found (run the judge stage first: `dvc repro`)")
-    return float(json.loads(path.read_text())["judge_test_accuracy"])
+    rewriter = "ganlab judge-uci" if Path(path).stem == "judge_uci" else "ganlab judge"
+    if not Path(path).exists():
+        raise GanlabError(f"{path}: not found (run the judge stage first: `{rewriter}`)")
+    acc = read_json(path, rewriter, ("judge_test_accuracy",))["judge_test_accuracy"]
+    if isinstance(acc, bool) or not isinstance(acc, int | float):
+        raise GanlabError(f"{path}: judge_test_accuracy {acc!r} is not a number; rerun `{rewriter}`")
+    return float(acc)
+
+
+def check_samples(path: Path, arrays: dict[str, np.ndarray], shape: tuple[int, ...],
+                  variant: str) -> np.ndarray:
+    """The `images` array of a sample file, refused unless it is uint8 pixels (0..255) of
+    `shape` (C, H, W): one error naming the file, what it holds and what is allowed."""
+    rerun = f"rerun `ganlab sample {variant}`"
+    if "images" not in arrays:
+        raise GanlabError(f"{path}: no `images` array (has {', '.join(arrays) or 'none'}); {rerun}")
+    images = arrays["images"]
+    if images.dtype != np.uint8:
+        raise GanlabError(f"{path}: `images` are {images.dtype}, not uint8 pixels in 0..255 "
+                          f"(float samples in [-1, 1] must be converted first); {rerun}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
+        raise GanlabError(f"{path}: `images` have shape {images.shape}, the data's images are "
+                          f"(N, {', '.join(map(str, shape))}); {rerun}")
+    return images
 
 
 @dataclass
@@ -161,10 +181,11 @@ class ScoringContext:
 
 def score_sample_file(s: ScoringContext, variant: str, samples_path: Path
                       ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Every metric of the first N images of `samples_path`, and the file's arrays."""
-    with np.load(samples_path) as z:
-        arrays = {k: z[k] for k in z.files}
-    samples = arrays["images"]
+    """Every metric of the first N images of `samples_path`, and the file's arrays. The images
+    are checked first: uint8 pixels of the training images' shape (float samples in [-1, 1]
+    would be scored as near-black pixels, silently)."""
+    arrays = read_npz(samples_path, f"ganlab sample {variant}")
+    samples = check_samples(samples_path, arrays, tuple(s.train.images.shape[1:]), variant)
     if len(samples) < s.ref.n:
         raise GanlabError(f"{samples_path}: {len(samples)} samples, fewer than N={s.ref.n} "
                           f"(rerun `ganlab sample {variant}`)")

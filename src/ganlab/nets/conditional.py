@@ -8,8 +8,17 @@ D conditioning (`conditional.d_cond`):
 - concat: the label joins the input (one-hot vector for the MLP, one-hot planes for conv);
 - projection: D(x, y) = psi(phi(x)) + <embed(y), phi(x)> (Miyato & Koyama 2018, eq. 3).
 
-The unconditional nets in mlp.py / dcgan.py are left as they are so the unconditional variants
-keep their exact results; these mirror their layer sizes.
+Each net is its unconditional twin (mlp.py / dcgan.py) plus the conditioning and nothing else,
+so `cgan` against `gan` compares one thing: the same layers, the seed MLP's BatchNorm1d eps 0.8,
+the DCGAN nets' N(0, 0.02) initialisation and batch norm over the projection of z. What only
+conditioning adds: the label embedding joined to z (its first layer is wider by `embed_dim`), the
+per-class gain and bias of conditional batch norm (a batch norm's affine, started as the twin
+starts its own: 1 and 0 for the MLP, N(1, 0.02) and 0 for DCGAN; with cbn the MLP's first layer
+gets one too, or the label would reach G only from layer 2), one-hot label inputs (concat) or the
+projection embedding (projection; in the DCGAN D initialised as its linear head psi is,
+N(0, 0.02)). With `spectral_norm: true` the projection embedding is normalised as D's other
+weights are (Miyato & Koyama 2018; StudioGAN's sn_embedding): it is a linear map of the one-hot
+label into phi(x)'s space.
 """
 
 from __future__ import annotations
@@ -19,16 +28,19 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ganlab.nets.dcgan import _norm, _plan
+from ganlab.nets.dcgan import _norm, _plan, dcgan_init
+
+# the seed MLP's BatchNorm1d(n, 0.8): eps 0.8 (see mlp.py), kept by its conditional twin
+MLP_BN_EPS = 0.8
 
 
 class ConditionalBatchNorm(nn.Module):
     """Batch norm without its own affine, then a per-class gain and bias (1 and 0 at start)."""
 
-    def __init__(self, num_features: int, num_classes: int, dims: int = 1):
+    def __init__(self, num_features: int, num_classes: int, dims: int = 1, eps: float = 1e-5):
         super().__init__()
         bn = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-        self.bn = bn(num_features, affine=False)
+        self.bn = bn(num_features, eps=eps, affine=False)
         self.gain = nn.Embedding(num_classes, num_features)
         self.bias = nn.Embedding(num_classes, num_features)
         nn.init.ones_(self.gain.weight)
@@ -40,10 +52,25 @@ class ConditionalBatchNorm(nn.Module):
         return self.bn(x) * self.gain(y).view(shape) + self.bias(y).view(shape)
 
 
-def _bn(cbn: bool, n: int, num_classes: int, dims: int) -> nn.Module:
+def _bn(cbn: bool, n: int, num_classes: int, dims: int, eps: float = 1e-5) -> nn.Module:
     if cbn:
-        return ConditionalBatchNorm(n, num_classes, dims)
-    return nn.BatchNorm1d(n) if dims == 1 else nn.BatchNorm2d(n)
+        return ConditionalBatchNorm(n, num_classes, dims, eps)
+    return nn.BatchNorm1d(n, eps=eps) if dims == 1 else nn.BatchNorm2d(n, eps=eps)
+
+
+def dcgan_init_conditional(net: nn.Module) -> None:
+    """The DCGAN twins' initialisation (dcgan.dcgan_init: N(0, 0.02) weights, N(1, 0.02)
+    batch-norm scales, zero biases) on every layer the twin has; a conditional batch norm's
+    per-class gain and bias start as the twin's batch-norm scale and bias. (G's label embedding
+    is joined to z and keeps z's scale, N(0, 1); D's projection embedding, a per-class head
+    beside psi, is initialised as the head is: see CondDCDiscriminator.)"""
+    for m in net.modules():
+        if isinstance(m, ConditionalBatchNorm):
+            nn.init.normal_(m.gain.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias.weight)
+        elif isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear) or (
+                isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.affine):
+            dcgan_init(m)
 
 
 def _apply(layer: nn.Module, h: Tensor, y: Tensor) -> Tensor:
@@ -72,7 +99,7 @@ class CondMLPGenerator(nn.Module):
         for i, (a, b) in enumerate([(n_in, 128), (128, 256), (256, 512), (512, 1024)]):
             self.layers.append(nn.Linear(a, b))
             if i > 0 or self.cbn:
-                self.layers.append(_bn(self.cbn, b, num_classes, 1))
+                self.layers.append(_bn(self.cbn, b, num_classes, 1, MLP_BN_EPS))
             self.layers.append(nn.LeakyReLU(0.2))
         self.out = nn.Linear(1024, math.prod(image_shape))
 
@@ -121,7 +148,8 @@ class CondDCGenerator(nn.Module):
         self.ch0 = ch
         n_in = latent_dim + (0 if self.cbn else embed_dim)
         self.project = nn.Linear(n_in, ch * self.start * self.start, bias=False)
-        self.norm0 = _bn(self.cbn, ch, num_classes, 2)
+        # as DCGenerator: batch norm over the projection's features, before the reshape
+        self.norm0 = _bn(self.cbn, ch * self.start * self.start, num_classes, 1)
         self.ups = nn.ModuleList()
         self.norms = nn.ModuleList()
         for _ in range(n_up - 1):
@@ -129,11 +157,12 @@ class CondDCGenerator(nn.Module):
             self.norms.append(_bn(self.cbn, ch // 2, num_classes, 2))
             ch //= 2
         self.out = nn.ConvTranspose2d(ch, image_shape[0], 4, 2, 1)
+        dcgan_init_conditional(self)
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         h = z if self.embed is None else torch.cat([z, self.embed(y)], 1)
-        h = self.project(h).view(z.shape[0], self.ch0, self.start, self.start)
-        h = torch.relu(_apply(self.norm0, h, y))
+        h = torch.relu(_apply(self.norm0, self.project(h), y))
+        h = h.view(z.shape[0], self.ch0, self.start, self.start)
         for up, norm in zip(self.ups, self.norms):
             h = torch.relu(_apply(norm, up(h), y))
         return torch.tanh(self.out(h))
@@ -158,6 +187,9 @@ class CondDCDiscriminator(nn.Module):
         feat = ch * start * start
         self.psi = nn.Linear(feat, 1)
         self.embed = None if self.concat else nn.Embedding(num_classes, feat)
+        dcgan_init_conditional(self)
+        if self.embed is not None:  # embed(y) is y's row of a linear head, initialised as psi
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         if self.concat:
@@ -183,7 +215,11 @@ def build_conditional_gan(p, image_shape: tuple[int, int, int], num_classes: int
     else:  # validated in params; guards direct callers
         raise ValueError(f"arch: kind conditional needs mlp or dcgan, got {p.arch!r}")
     if p.spectral_norm:
+        from torch.nn.utils.parametrizations import spectral_norm
+
         from ganlab.nets.build import apply_spectral_norm
 
         apply_spectral_norm(d)
+        if getattr(d, "embed", None) is not None:  # projection: <embed(y), phi(x)> is linear too
+            d.embed = spectral_norm(d.embed)
     return g, d

@@ -56,10 +56,18 @@ class JudgeExtractor:
 
 
 def load_judge(path: Path = JUDGE_PATH, device: torch.device | None = None) -> Judge:
-    """The trained judge from `ganlab judge` (tensors only: weights_only)."""
+    """The trained judge from `ganlab judge` (tensors only: weights_only, so a crafted file
+    cannot run code). A missing, torn or foreign file is one error naming it and the command
+    that rewrites it."""
+    path = Path(path)
+    rewriter = "ganlab judge-uci" if path.parent.name == "judge_uci" else "ganlab judge"
     if not path.exists():
-        raise GanlabError(f"{path}: judge not found (run `ganlab judge` first)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    judge = Judge(blob["in_channels"], blob["num_classes"])
-    judge.load_state_dict(blob["state_dict"])
+        raise GanlabError(f"{path}: judge not found (run `{rewriter}` first)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        judge = Judge(int(blob["in_channels"]), int(blob["num_classes"]))
+        judge.load_state_dict(blob["state_dict"])
+    except Exception as e:  # torn, foreign or unsafe: torch, zipfile and pickle raise their own
+        raise GanlabError(f"{path}: not a judge ({e.__class__.__name__}); rerun `{rewriter}` "
+                          "to rewrite it") from None
     return judge.to(device or "cpu").eval()

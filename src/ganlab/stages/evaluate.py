@@ -42,11 +42,13 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = PREPARED_DIR, ec
     for run_file in run_files.values():
         if not run_file.exists():
             raise GanlabError(f"{run_file}: not found (run `ganlab train {variant}` first)")
+    run_ids = {seed: tracking.read_run_file(f) for seed, f in run_files.items()}  # before work
+    tracking.client()  # and the store they are in: corrupt, copied or down fails here
     if not FLOOR_PATH.exists():
         raise GanlabError(f"{FLOOR_PATH}: not found (run `ganlab floor` first)")
     train, test = load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
     ref = References.build(params, train, test)
-    floor = read_json(FLOOR_PATH, "ganlab floor")
+    floor = read_json(FLOOR_PATH, "ganlab floor", ("n_compared",))
     if kind.compares_to_floor:
         check_floor_n(floor, ref.n, variant)  # before any work: a floor of another N compares nothing
     ctx = ScoringContext(params, JudgeExtractor(load_judge(device=device), device), inception,
@@ -56,7 +58,7 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = PREPARED_DIR, ec
 
     # MLflow first, the DVC metrics file last: a failed MLflow step leaves the old file whole
     first = params.seeds[0]
-    run_id = tracking.read_run_file(run_files[first])
+    run_id = run_ids[first]
     # The training run ended with its stage; its metrics are added without reopening it, so
     # its status and duration stay those of the training.
     new_run = not tracking.run_exists(run_id)
@@ -80,7 +82,7 @@ def run_evaluate(params: Params, variant: str, data_dir: Path = PREPARED_DIR, ec
                                                   if k.endswith("_ci95")}))
     tracking.log_metrics(run_id, [{"step": 0, **rows}])
     for seed in params.seeds[1:]:  # each replica seed's own numbers go to its own training run
-        rid = tracking.read_run_file(run_files[seed])
+        rid = run_ids[seed]
         if tracking.run_exists(rid):
             tracking.log_metrics(rid, [{"step": 0, **_finite_numbers("eval", per_seed[seed])}])
     out = SAMPLES_DIR / variant

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ganlab.config.params import Params
 from ganlab.report.quality import quality_section
-from ganlab.util import GanlabError, write_text
-
-# (column title, metrics key, format); lower is better for fid/kid/kl, higher for the rest
-COLUMNS = [
-    ("fid_judge ↓", "fid_judge", "{:.3f}"),
-    ("kid_judge ↓", "kid_judge_mean", "{:.4f}"),
-    ("is_judge ↑", "is_judge_mean", "{:.2f}"),
-    ("precision ↑", "precision_judge", "{:.3f}"),
-    ("recall ↑", "recall_judge", "{:.3f}"),
-    ("density", "density_judge", "{:.3f}"),
-    ("coverage ↑", "coverage_judge", "{:.3f}"),
-    ("classes", "classes_covered", "{:.0f}"),
-    ("class KL ↓", "class_kl_uniform", "{:.3f}"),
-    ("mem ratio", "mem_ratio_median", "{:.3f}"),
-]
+from ganlab.report.table import COLUMNS  # the main table's metric columns (`ganlab score` prints them too)
+from ganlab.util import GanlabError, read_json, write_text
 
 
 def _read(path: Path) -> dict:
     if not path.exists():
         raise GanlabError(f"{path}: not found (run the stage that writes it first: `dvc repro`)")
-    return json.loads(path.read_text())
+    return read_json(path, "dvc repro", ())
 
 
 def _fmt(fmt: str, v) -> str:
@@ -157,32 +143,59 @@ def _cycle_section(params: Params) -> list[str]:
     names = [n for n, p in params.variants.items() if p.kind == "cycle"]
     if not names:
         return []
+    judge_mnist = _read(Path("metrics/judge.json"))["judge_test_accuracy"]
+    judge_uci = _read(Path("metrics/judge_uci.json"))["judge_test_accuracy"]
     lines = ["## CycleGAN: MNIST ↔ UCI 8×8 digits (`kind: cycle`)", "",
-             "Unpaired: labels are never used in training. Label preservation: the target domain's "
-             "judge gives the translated image its source's label (chance 0.10; in brackets, what "
-             "the same judge scores on the *untranslated* source). Cycle L1: mean |F(G(x)) − x| per "
-             "pixel in [−1, 1]. fid_judge of translations in the target domain's judge space, beside "
-             "that domain's real-vs-real floor at the same N. All on held-out images of both domains. "
-             "The UCI domain has its own judge (same CNN, trained on UCI digits): held-out accuracy "
-             f"{_read(Path('metrics/judge_uci.json'))['judge_test_accuracy']:.3f}.",
-             "", "| variant | loss | λ_cycle | identity | pool | MNIST→UCI kept ↑ | UCI→MNIST kept ↑ "
-             "| cycle L1 MNIST / UCI ↓ | fid→UCI ↓ (floor) | fid→MNIST ↓ (floor) | train s | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Unpaired: the GANs never read a label. Label preservation: the target domain's "
+             "judge gives the translated image its source's label, beside two baselines: in "
+             "brackets what the same judge scores on the *untranslated* source (doing nothing), and "
+             "chance. `semantic` is the weight of CyCADA's semantic-consistency loss (Hoffman et al. "
+             "2018, eq. 4; 0 = plain CycleGAN). Cycle L1: mean |F(G(x)) − x| per pixel in [−1, 1]. "
+             "fid_judge of translations in the target domain's judge space, beside that domain's "
+             "real-vs-real floor at the same N. All on held-out images of both domains.",
+             "", "| variant | loss | λ_cycle | identity | semantic | pool | MNIST→UCI kept ↑ "
+             "(untranslated) | UCI→MNIST kept ↑ (untranslated) | chance | cycle L1 MNIST / UCI ↓ "
+             "| fid→UCI ↓ (floor) | fid→MNIST ↓ (floor) | train s | grid |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    trained_against = []
     for n in names:
         p, ev = params.variants[n], _read(Path("metrics/eval") / f"{n}.json")
         timing = _read(Path("models/variants") / n / "timing.json")
         c = p.cycle
+        train_s = f"{timing['train_seconds']:.0f}"
+        if c.semantic > 0:
+            sem = _read(Path("models/variants") / n / "semantic_classifiers.json")
+            trained_against.append((n, sem))
+            pre = sum(x.get("seconds", 0.0) for x in sem["classifiers"].values())
+            train_s += f" (+{pre:.0f} classifiers)"
         lines.append(
-            f"| **{n}** | {p.loss} | {c.lambda_cycle:g} | {c.identity:g} | {c.pool_size} | "
-            f"{_pm('{:.3f}', ev, 'preserve_mnist_to_uci')} "
+            f"| **{n}** | {p.loss} | {c.lambda_cycle:g} | {c.identity:g} | {c.semantic:g} | "
+            f"{c.pool_size} | {_pm('{:.3f}', ev, 'preserve_mnist_to_uci')} "
             f"({ev['preserve_mnist_to_uci_untranslated']:.3f}) | "
             f"{_pm('{:.3f}', ev, 'preserve_uci_to_mnist')} "
-            f"({ev['preserve_uci_to_mnist_untranslated']:.3f}) | "
+            f"({ev['preserve_uci_to_mnist_untranslated']:.3f}) | {ev['chance']:.2f} | "
             f"{ev['cycle_l1_mnist']:.3f} / {ev['cycle_l1_uci']:.3f} | "
             f"{ev['fid_judge_uci_translated']:.2f} ({ev['fid_judge_uci_floor']:.2f}) | "
             f"{ev['fid_judge_mnist_translated']:.2f} ({ev['fid_judge_mnist_floor']:.2f}) | "
-            f"{timing['train_seconds']:.0f} | [rows: source → translated → reconstructed]"
-            f"(../samples/{n}/grid.png) |")
+            f"{train_s} | [grid](../samples/{n}/grid.png) |")
+    lines += ["", "Each grid (`samples/<variant>/grid.png`) has six rows: held-out MNIST digits, "
+              "their UCI-style translations, the reconstructions, then held-out UCI digits, their "
+              "MNIST-style translations, the reconstructions; `translations.npz` beside it holds "
+              "every held-out translation.", "",
+              "**Which nets score and which train.** The scores above come from the judges, which "
+              "no generator ever sees: `models/judge` (MNIST, held-out accuracy "
+              f"{judge_mnist:.3f}) and `models/judge_uci` (UCI, {judge_uci:.3f}), a CNN of 3×3 "
+              "convolutions trained on the whole training split of its domain."]
+    for n, sem in trained_against:
+        cls = sem["classifiers"]
+        accs = ", ".join(f"{d} {c['holdout_accuracy']:.3f}" for d, c in cls.items())
+        lines[-1] += (
+            f" `{n}`'s generators train against other, frozen classifiers "
+            f"(`models/variants/{n}/semantic_classifiers.pt`, provenance in the `.json` beside it): "
+            f"{next(iter(cls.values()))['arch']}, each trained on a random half of its domain's "
+            f"training split with its own seed (accuracy on the other half: {accs}); the MNIST "
+            "classifier labels an MNIST digit and the UCI classifier scores its translation, and "
+            "the other way round.")
     return lines + [""]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -163,6 +164,14 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
         echo = _silent
     device = dist.device(base_device)
     trainer = build_trainer(params, variant, data_dir, device, dist)
+    total_g = trainer.total_d_steps // p.n_critic
+    if p.log_every > total_g:  # else the curves CSV and MLflow get a header and no row
+        raise GanlabError(f"variants.{variant}.log_every: {p.log_every} is more than the {total_g} "
+                          f"G steps of this training ({p.epochs} epochs of {trainer.steps_per_epoch} "
+                          f"steps, n_critic {p.n_critic}), so nothing would be logged; use at most "
+                          f"{total_g}")
+    if main:
+        tracking.client()  # a store that cannot be opened (corrupt, copied, down) fails before work
     # a kind that reads more data than data/prepared (cycle: the UCI digits) names its hash
     data_sha = meta["train_sha256"] + getattr(trainer, "extra_data_sha", "")
     cfg = config_hash(p, params.seed, data_sha, base_device, code_digest(), dist.world_size)
@@ -182,6 +191,11 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
     if not main:
         stops = params.monitor.every > 0 and params.monitor.early_stop_on_collapse and dist.active
         return _follow(trainer, state, p, stops, dist)
+    quiet_bar = not sys.stdout.isatty()  # tqdm draws no bar then: say what runs instead
+    if quiet_bar:
+        echo(f"train {variant}: {p.epochs - state.epoch} of {p.epochs} epochs to run, "
+             f"{trainer.steps_per_epoch} steps each ({total_g} G steps in all), seed {params.seed}, "
+             f"on {device}")
     # -- MLflow: end dead runs of this config, then open (or reopen, on resume) ours --
     tracking.supersede_stale_runs(variant, cfg, keep=state.run_id)
     # Rows up to this G step are already in MLflow: a resumed run logged the epochs after
@@ -204,6 +218,8 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
         state.run_id = tracking.start_run(variant, run_params, tags)
         tracking.log_dict(state.run_id, dataclasses.asdict(p), "params/variant.yaml")
         tracking.log_train_input(state.run_id, meta, data_dir)
+    # CPU, memory (and GPU) use as system/* metrics until the run ends (set_terminated)
+    tracking.start_system_metrics(state.run_id)
     sub = params.seed_dir(params.seed)
     first_seed = sub == Path()
     out_dir = VARIANTS_DIR / variant / sub
@@ -216,9 +232,16 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
     last_ckpt = time.monotonic()
     if state.epoch == 0:  # MLflow's image view opens at step 0: the untrained generator goes there
         tracking.log_image(state.run_id, _eval_grid(trainer, fixed_z), "progress", step=0)
+    first_epoch = True
     while state.epoch < p.epochs:
+        seconds_before = state.train_seconds
         rows = timed_epoch(trainer, state)
         _check_finite(variant, rows)
+        if quiet_bar and first_epoch and state.epoch < p.epochs:
+            took = state.train_seconds - seconds_before
+            echo(f"train {variant}: epoch {state.epoch}/{p.epochs} took {took:.1f} s; the other "
+                 f"{p.epochs - state.epoch} should take about {_duration(took * (p.epochs - state.epoch))}")
+        first_epoch = False
         state.rows.extend(rows)
         tracking.log_metrics(state.run_id, [r for r in rows if r["step"] > logged_upto])
         grid = _eval_grid(trainer, fixed_z)
@@ -250,6 +273,11 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
 
     # Final outputs: into the work folder, then moved whole into the output folder.
     save_torch({**trainer.export(), "config_hash": cfg}, work / "generator.pt")
+    for name, blob in trainer.side_outputs().items():
+        if name.endswith(".json"):
+            write_json(work / name, blob)
+        else:
+            save_torch(blob, work / name)
     tracking.write_run_file(work / "mlflow_run.json", state.run_id)
     # wall-clock seconds are not reproducible, so they stay out of DVC's metrics/plots files
     write_json(work / "timing.json", {"train_seconds": round(state.train_seconds, 2),
@@ -294,6 +322,16 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
 
 def _silent(*_args, **_kwargs) -> None:
     pass
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _follow(trainer: Trainer, state: TrainState, p: TrainParams, stops: bool,

@@ -45,10 +45,15 @@ NO_LOGGING = 1_000_000
 N_SIGMA = 3.0  # the papers' high-quality radius, in mode standard deviations
 
 
-def toy_variant_settings(variant_dict: Mapping[str, Any], toy: ToySuiteParams) -> dict | None:
+def toy_variant_settings(variant_dict: Mapping[str, Any], toy: ToySuiteParams,
+                         name: str | None = None) -> dict | None:
     """A main variant's settings recast for the toy suite, or None to skip it.
 
-    Kept from the variant: loss, ls_targets, clip, gp, r1, spectral_norm, instance_noise,
+    A variant with its own toy settings (`toy.variants[name]`) takes them over its image
+    settings: its `lr` (and `d_lr`, else its lr) are the toy rates as written, its `betas`
+    win over `toy.betas`, and n_critic / clip / gp / r1 / r2 / optimizer replace the variant's.
+
+    Kept from the variant: loss, ls_targets, clip, gp, r1, r2, spectral_norm, instance_noise,
     optimizer, lr / d_lr (times `toy.lr_scale`; D's also times `toy.d_lr_ratio`), betas
     (Adam variants take `toy.betas` when it is set), n_critic, ema.
     Replaced: arch -> toy; width, latent_dim, batch_size from `toy`; epochs (the suite
@@ -63,11 +68,17 @@ def toy_variant_settings(variant_dict: Mapping[str, Any], toy: ToySuiteParams) -
     settings = copy.deepcopy(dict(variant_dict))
     if toy_skip_reason(settings.get("arch", "mlp"), settings.get("kind", "unconditional")):
         return None
+    own = dict(toy.variants.get(name, {})) if name is not None else {}
     lr = float(settings.get("lr", TrainParams.lr))
     d_lr = float(settings.get("d_lr", TrainParams.d_lr)) or lr  # d_lr 0 means "G's lr"
     settings["lr"] = lr * toy.lr_scale
     settings["d_lr"] = d_lr * toy.lr_scale * toy.d_lr_ratio
-    if toy.betas and settings.get("optimizer", TrainParams.optimizer) == "adam":
+    if "lr" in own:  # the variant's own toy rates, as written (D's: its d_lr, else its lr)
+        settings["lr"] = settings["d_lr"] = float(own["lr"])
+    if own.get("d_lr"):
+        settings["d_lr"] = float(own["d_lr"])
+    settings.update({k: v for k, v in own.items() if k not in ("lr", "d_lr")})
+    if toy.betas and "betas" not in own and settings.get("optimizer", TrainParams.optimizer) == "adam":
         settings["betas"] = list(toy.betas)
     settings.update(arch="toy", width=toy.width, latent_dim=toy.latent_dim,
                     batch_size=toy.batch_size, epochs=1, log_every=NO_LOGGING, d_norm="none")
@@ -330,7 +341,7 @@ def run_toy_variant(variant_name: str, variant: TrainParams | Mapping[str, Any],
     import dataclasses
 
     raw = dataclasses.asdict(variant) if isinstance(variant, TrainParams) else dict(variant)
-    settings = toy_variant_settings(raw, cfg)
+    settings = toy_variant_settings(raw, cfg, variant_name)
     if settings is None:
         raise GanlabError(f"toy suite: variant {variant_name} is a dcgan variant; it has no toy run")
     runs = train_in_workers(variant_name, settings, cfg, log)

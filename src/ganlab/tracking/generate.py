@@ -67,15 +67,54 @@ def describe(model_uri: str) -> ModelSpec:
                      tuple(sig.outputs.inputs[0].shape[1:]), meta)
 
 
+def check_exported(model_uri: str, local: Path) -> None:
+    """Refuse every model but the exported PyTorch flavour ganlab logs (`torch.export`, "pt2"):
+    a pickle-format model (model.pth) runs code when it is loaded, and a flavour with a `code`
+    folder puts that folder on sys.path. Read from the MLmodel file and the folder listing only."""
+    import yaml
+
+    try:
+        mlmodel = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+        flavor = (mlmodel.get("flavors") or {}).get("pytorch")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as e:
+        raise GanlabError(f"--model {model_uri}: unreadable MLmodel file ({_first_line(e)})") from None
+    if not isinstance(flavor, dict):
+        raise GanlabError(f"--model {model_uri}: not a PyTorch MLflow model (no pytorch flavour); "
+                          f"ganlab generate loads the exported (pt2) generators ganlab logs")
+    data = local / str(flavor.get("model_data", "data"))
+    if flavor.get("code"):
+        raise GanlabError(f"--model {model_uri}: its pytorch flavour ships code ({flavor['code']}), "
+                          f"which would be imported; ganlab generate loads only exported (pt2) "
+                          f"models without code")
+    if (data / "model.pth").exists() or (data / "pickle_module_info.txt").exists() \
+            or not (data / "model.pt2").is_file():
+        raise GanlabError(f"--model {model_uri}: a pickle-format PyTorch model, which runs code when "
+                          f"loaded; ganlab generate loads only the exported (pt2, torch.export) "
+                          f"format ganlab logs")
+
+
 def load(model_uri: str, spec: ModelSpec | None = None) -> tuple[nn.Module, ModelSpec]:
     """The generator behind `model_uri` and its spec (kind, shapes, metadata; `describe`
-    unless given)."""
+    unless given). Only an exported (pt2) model is loaded, with MLflow's pickle switch off:
+    MLflow then checks that the archive holds tensors and plain types only, so nothing in a
+    crafted model runs (check_exported; MLFLOW_ALLOW_PICKLE_DESERIALIZATION is overridden)."""
+    import os
+    import tempfile
+
     import mlflow.pytorch
+    from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # whatever the shell says
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr: errors only
     spec = spec or describe(model_uri)
     try:
-        g = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+        with tempfile.TemporaryDirectory(prefix="ganlab-generate-") as tmp:
+            local = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+            check_exported(model_uri, local)
+            g = mlflow.pytorch.load_model(str(local), map_location="cpu")
+    except GanlabError:
+        raise
     except (MlflowException, OSError) as e:
         raise GanlabError(f"--model {model_uri}: cannot load an MLflow model ({_first_line(e)})"
                           ) from None
@@ -194,8 +233,30 @@ def write_images(images: torch.Tensor, out: Path, nrow: int) -> None:
     save_grid(images, out, nrow=nrow)
 
 
+# images per `ganlab generate` call: FID's customary 50,000, about 0.6 GB of float32 28x28 or
+# 2.5 GB of 32x32 RGB images held at once (more is a loop over --seed)
+MAX_IMAGES = 50_000
+
+
 def check_output(out: Path, n: int) -> Any:
     if Path(out).suffix not in (".png", ".npz"):
         raise GanlabError(f"-o {out}: must end in .png (a grid) or .npz (the uint8 images)")
     if n < 1:
         raise GanlabError(f"-n {n}: must be at least 1")
+    if n > MAX_IMAGES:
+        raise GanlabError(f"-n {n}: at most {MAX_IMAGES} images per call (the cap; for more, "
+                          f"call again with another --seed)")
+
+
+def check_store(uri: str, source: str, model_uri: str) -> None:
+    """The store a models:/ or runs:/ --model is read from must exist (a mistyped SQLite path
+    would otherwise be created as a new, empty database) and answer (a server)."""
+    from ganlab.tracking.store import check_reachable, sqlite_file
+
+    if not model_uri.startswith(("models:/", "runs:/")):
+        return  # a local model folder needs no store
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():
+        raise GanlabError(f"{source} {uri}: no such MLflow store ({db} does not exist); "
+                          f"generate reads an existing store and never creates one")
+    check_reachable(uri)

@@ -19,7 +19,6 @@ experiment in its GenAI view (traces, token charts) instead of the training runs
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import socket
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ganlab.tracking.store import IMAGE, client, tracking_uri
-from ganlab.util import write_json
+from ganlab.util import GanlabError, read_json, write_json
 
 # tags that say which process holds a RUNNING run (so a later training can tell a dead one)
 PID_TAG, HOST_TAG = "ganlab.pid", "ganlab.host"
@@ -130,6 +129,7 @@ def log_artifacts(run_id: str, paths: list[Path], artifact_path: str | None = No
 
 
 def set_terminated(run_id: str, status: str = "FINISHED") -> None:
+    stop_system_metrics(run_id)  # its last samples land before the run ends
     c, _ = client()
     c.set_terminated(run_id, status)
     if run_id in _active:
@@ -141,7 +141,15 @@ def write_run_file(path: Path, run_id: str) -> None:
 
 
 def read_run_file(path: Path) -> str:
-    return json.loads(Path(path).read_text())["run_id"]
+    """The run id in a variant's mlflow_run.json; a missing, torn or foreign file is one error
+    naming it and the training that rewrites it."""
+    parts = Path(path).parts
+    i = parts.index("variants") if "variants" in parts else -1
+    rewriter = f"ganlab train {parts[i + 1]}" if 0 <= i < len(parts) - 2 else "ganlab train"
+    run_id = read_json(path, rewriter, ("run_id",))["run_id"]
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise GanlabError(f"{path}: run_id {run_id!r} is not an MLflow run id; rerun `{rewriter}`")
+    return run_id
 
 
 def log_dict(run_id: str, obj: dict, artifact_file: str) -> None:
@@ -193,22 +201,25 @@ def _process_alive(tag: str | None, host: str | None) -> bool:
 
 
 def supersede_stale_runs(variant: str, config_hash: str, keep: str = "") -> list[str]:
-    """Mark KILLED every RUNNING run of this variant and config whose process is gone.
+    """Mark KILLED every RUNNING run of this variant whose process is gone, whatever config it
+    trained (`config_hash`, this training's, is named in the tag of the runs it ends).
 
     A training killed by SIGKILL (or a closed terminal) cannot end its own run; the next
-    training of the same configuration is the first to know it is dead."""
+    training of the variant is the first to know it is dead, also when params changed in
+    between (a run of the old config is never resumed, so nothing else would end it). A run
+    whose process lives (a parallel queued experiment) or runs on another host is left alone."""
     c, exp_id = client()
     runs = c.search_runs(
         [exp_id],
-        filter_string=(f"attributes.status = 'RUNNING' and tags.variant = '{variant}' "
-                       f"and tags.config_hash = '{config_hash}'"),
+        filter_string=f"attributes.status = 'RUNNING' and tags.variant = '{variant}'",
     )
     killed = []
     for r in runs:
         if r.info.run_id == keep or _process_alive(r.data.tags.get(PID_TAG), r.data.tags.get(HOST_TAG)):
             continue
+        same = r.data.tags.get("config_hash") == config_hash
         c.set_tag(r.info.run_id, "ganlab.superseded", "its process was gone when a later training "
-                  "of the same variant and config started")
+                  f"of the same variant ({'same' if same else 'another'} config, {config_hash}) started")
         c.set_terminated(r.info.run_id, "KILLED")
         killed.append(r.info.run_id)
     return killed
@@ -226,12 +237,37 @@ def reopen(run_id: str) -> None:
         _active.append(run_id)
 
 
+def _raise_on_sigterm() -> Callable[[], None]:
+    """While a stage runs, SIGTERM (`timeout`, a cancelled CI job, `docker stop`, `kill`)
+    raises SystemExit(143) in the main thread, as Ctrl-C raises KeyboardInterrupt, so the
+    stage's runs end KILLED instead of staying RUNNING. A second SIGTERM during that cleanup
+    is ignored. Returns the function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # only the main thread may set handlers (and receives signals)
+    fired = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def fail_run_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """End the runs a stage opened when it raises: KILLED on Ctrl-C, FAILED otherwise, with
-    the reason in tag `ganlab.failure`. The exception propagates unchanged."""
+    """End the runs a stage opened when it raises: KILLED on Ctrl-C or SIGTERM, FAILED
+    otherwise, with the reason in tag `ganlab.failure`. The exception propagates unchanged."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         before = list(_active)
+        restore = _raise_on_sigterm()
         try:
             return fn(*args, **kwargs)
         except BaseException as e:
@@ -245,8 +281,59 @@ def fail_run_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
                 except Exception:  # the store itself may be what failed; keep the real error
                     pass
             raise
+        finally:
+            restore()
 
     return wrapper
+
+
+# ---- system metrics ----------------------------------------------------------------------
+# MLflow's own monitor (mlflow.system_metrics, psutil): CPU, memory, disk and network as
+# `system/*` metrics of the run, plus GPU use where there is one (with nvidia-ml-py installed),
+# one sample every SYSTEM_METRICS_INTERVAL seconds (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+# overrides it) from a thread of its own. Training runs start it; set_terminated stops it, so
+# a finished, failed or interrupted run (fail_run_on_error) stops its monitor too.
+SYSTEM_METRICS_INTERVAL = 5.0
+_system_monitors: dict[str, Any] = {}
+
+
+def start_system_metrics(run_id: str) -> None:
+    """Sample system metrics into `run_id` until set_terminated ends it (a reopened run
+    continues its steps). A monitor that cannot start warns and the training goes on."""
+    if run_id in _system_monitors:
+        return
+    try:
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # its INFO lines (started, stopped, no GPU) would interleave with the training's output
+        logging.getLogger(SystemMetricsMonitor.__module__).setLevel(logging.WARNING)
+        mon = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL,
+                                   resume_logging=True, tracking_uri=tracking_uri())
+        mon.start()
+    except Exception as e:  # no psutil, an odd platform: the run goes on without them
+        warnings.warn(f"MLflow system metrics are off for run {run_id}: {e}", stacklevel=2)
+        return
+    _system_monitors[run_id] = mon
+
+
+def stop_system_metrics(run_id: str) -> None:
+    """Stop the run's monitor (if it has one) and log what it sampled since its last step,
+    plus one closing sample: a run shorter than one interval still gets its numbers."""
+    mon = _system_monitors.pop(run_id, None)
+    if mon is None:
+        return
+    mon.finish()  # stops the thread, flushes what it logged
+    try:
+        if any(m.metrics for m in mon.monitors):  # sampled but not yet logged
+            mon.publish_metrics(mon.aggregate_metrics())
+        mon.collect_metrics()
+        mon.publish_metrics(mon.aggregate_metrics())
+        mon.mlflow_logger.flush()
+    except Exception as e:  # never let bookkeeping hide the run's own outcome
+        warnings.warn(f"MLflow system metrics: the last sample of run {run_id} failed: {e}",
+                      stacklevel=2)
 
 
 # ---- images and data --------------------------------------------------------------------

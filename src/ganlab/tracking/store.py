@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ganlab.util import project_root
+from ganlab.util import GanlabError, project_root
 
 EXPERIMENT = "ganlab"
 
@@ -110,8 +110,72 @@ def client(experiment: str = IMAGE):
     return _client(uri, artifact_root(), experiment)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that does not answer is one clear error within `timeout` seconds,
+    instead of MLflow's silent retries (90 s and more)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy, an auth layer): MLflow reports what it says
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise GanlabError(f"{uri}: the MLflow tracking server does not answer ({_first_line(reason)}"
+                          f" within {timeout:.0f} s); start it, or point MLFLOW_TRACKING_URI at a "
+                          "store that is up") from None
+
+
+def _local_path(location: str) -> Path | None:
+    """The folder of a local artifact location (file: URI or plain path); None for others."""
+    from urllib.parse import unquote, urlparse
+
+    if location.startswith("file:"):
+        return Path(unquote(urlparse(location).path))
+    if "://" in location or location.startswith(("mlflow-artifacts:", "dbfs:")):
+        return None
+    return Path(location)
+
+
+def check_artifact_location(uri: str, experiment_name: str, location: str) -> None:
+    """The project's own SQLite store must keep its artifacts in this project: a store copied
+    from another project still names the original's folder, where training would write."""
+    db, root = sqlite_file(uri), project_root()
+    folder = _local_path(location or "")
+    if db is None or folder is None or not db.resolve().is_relative_to(root):
+        return
+    if not folder.resolve().is_relative_to(root):
+        raise GanlabError(
+            f"{db}: experiment {experiment_name!r} keeps its artifacts in {folder}, outside this "
+            f"project ({root}): the store was copied from another project. Move {db.name} aside "
+            f"(a new store is made here) or set MLFLOW_TRACKING_URI to the original's store")
+
+
 @functools.lru_cache(maxsize=8)
 def _client(uri: str, artifacts: str, experiment: str):
+    check_reachable(uri)
+    try:
+        return _open(uri, artifacts, experiment)
+    except GanlabError:
+        raise
+    except Exception as e:  # a corrupt or foreign database file, a refused connection
+        db = sqlite_file(uri)
+        where = f"{db}: not a usable MLflow store" if db is not None else f"{uri}: MLflow store"
+        hint = (f"; move {db.name} aside and the next stage creates a new one" if db is not None
+                else "")
+        raise GanlabError(f"{where} ({type(e).__name__}: {_first_line(e)}){hint}") from None
+
+
+def _open(uri: str, artifacts: str, experiment: str):
     from mlflow.tracking import MlflowClient
 
     name = EXPERIMENTS[experiment]
@@ -132,6 +196,7 @@ def _client(uri: str, artifacts: str, experiment: str):
                 exp_id = exp.experiment_id
         else:
             exp_id = exp.experiment_id
+            check_artifact_location(uri, name, exp.artifact_location)
             if exp.tags.get(KIND_TAG) != TRAINING_KIND:  # a store made before the tag existed
                 c.set_experiment_tag(exp_id, KIND_TAG, TRAINING_KIND)
     return c, exp_id

@@ -11,6 +11,7 @@ from ganlab.data.images import Split, to_unit_range
 from ganlab.kinds.base import ScoringKind
 from ganlab.metrics.conditional import conditional_accuracy, per_class_accuracy, per_class_fid
 from ganlab.metrics.scoring import ScoringContext, judge_accuracy, score_sample_file
+from ganlab.util import GanlabError, read_npz
 
 
 def conditional_metrics(params: Params, ext, samples: np.ndarray, labels: np.ndarray,
@@ -39,8 +40,19 @@ def conditional_metrics(params: Params, ext, samples: np.ndarray, labels: np.nda
     return {k: round(float(v), 6) for k, v in out.items()}
 
 
+def check_labels(path: Path, variant: str, num_classes: int) -> None:
+    """A conditional sample file's `labels`: one class in 0..C-1 per image."""
+    arrays = read_npz(path, f"ganlab sample {variant}", ("images", "labels"))
+    labels, n = arrays["labels"], len(arrays["images"])
+    if (labels.dtype.kind not in "iu" or labels.shape != (n,) or n == 0 or labels.min() < 0
+            or labels.max() >= num_classes):
+        raise GanlabError(f"{path}: `labels` must be {n} classes in 0..{num_classes - 1}, one per "
+                          f"image, got {labels.dtype} {labels.shape}; rerun `ganlab sample {variant}`")
+
+
 def score(s: ScoringContext, variant: str, samples_path: Path) -> dict:
     """The unconditional metrics of the first N images, then the class-conditional ones."""
+    check_labels(samples_path, variant, int(s.train.labels.max() + 1))  # before any scoring
     metrics, arrays = score_sample_file(s, variant, samples_path)
     metrics.update(conditional_metrics(s.params, s.judge, arrays["images"], arrays["labels"],
                                        s.train, s.test))

@@ -6,10 +6,11 @@ between a real and a fake of the same class), and D reaches the shared loss and 
 helpers as the callable x -> D(x, y).
 
 Mismatched negatives (`conditional.mismatch` = w): real images paired with a wrong label are
-scored as fake. Every registry loss is a sum A(real) + B(fake), so the adversarial D loss
-becomes A(real) + (B(fake) + w B(mismatch)) / (1 + w): the shared objective plus
-w / (1 + w) (L(real, mismatch) - L(real, fake)). w = 1 is GAN-CLS (Reed et al. 2016), whose
-fake term averages the two.
+scored as fake. The adversarial D loss is the shared objective plus
+w / (1 + w) (L(real, mismatch) - L(real, fake)), i.e. (L(real, fake) + w L(real, mismatch)) / (1 + w).
+For a loss that is a sum A(real) + B(fake) (all but relativistic) that is
+A(real) + (B(fake) + w B(mismatch)) / (1 + w); the relativistic loss pairs each real with its
+fake and with its mismatch. w = 1 is GAN-CLS (Reed et al. 2016), whose fake term averages the two.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class ConditionalTrainer(Trainer):
             return None
         if not reuse:
             fake_g = self.g(self.latent(bs), y)
-        g_loss = self.generator_objective(critic, d, fake_g, noise_std)
+        g_loss = self.generator_objective(critic, d, fake_g, noise_std, real=real)
         g_grad_norm = self.update_generator(g_loss, self.opt_g, self.g, measure=log_now, ema=self.ema)
         state.g_step += 1
         if not log_now:

@@ -15,10 +15,14 @@ from ganlab.metrics.fid import fid
 from ganlab.metrics.scoring import ScoringContext, judge_accuracy
 from ganlab.nets.judge import JudgeExtractor, load_judge
 from ganlab.runtime.paths import UCI_DIR, UCI_JUDGE_PATH
+from ganlab.util import GanlabError, read_npz
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.numpy().astype(np.float64)
+
+
+TRANSLATION_KEYS = ("a", "a_labels", "ab", "aba", "b", "b_labels", "ba", "bab")
 
 
 def cycle_metrics(params: Params, variant: str, path: Path, ext_mnist, mnist_train: Split,
@@ -26,8 +30,12 @@ def cycle_metrics(params: Params, variant: str, path: Path, ext_mnist, mnist_tra
 
     ext_uci = JudgeExtractor(load_judge(UCI_JUDGE_PATH, device=device), device)
     uci_train = load_split(UCI_DIR / "train.npz")
-    with np.load(path) as z:
-        t = {k: z[k] for k in z.files}
+    t = read_npz(path, f"ganlab sample {variant}", TRANSLATION_KEYS)
+    for k in ("a", "ab", "aba", "b", "ba", "bab"):  # pixels, checked before any scoring
+        if t[k].dtype != np.uint8 or t[k].ndim != 4 or tuple(t[k].shape[1:]) != mnist_train.images.shape[1:]:
+            raise GanlabError(f"{path}: `{k}` must be uint8 images (N, "
+                              f"{', '.join(map(str, mnist_train.images.shape[1:]))}), got "
+                              f"{t[k].dtype} {t[k].shape}; rerun `ganlab sample {variant}`")
     u = {k: to_unit_range(t[k]) for k in ("a", "ab", "aba", "b", "ba", "bab")}
     # translations into B are scored by B's judge, into A by A's
     _, p_ab = ext_uci(u["ab"])

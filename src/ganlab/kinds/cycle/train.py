@@ -4,26 +4,33 @@ Two generators G: A -> B and F: B -> A (`CyclePair.ab`, `.ba`) and two patch cri
 Per step, as in the paper's code: one generator update on
     L_adv(G, D_B) + L_adv(F, D_A) + lambda (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)
     + identity * lambda (|G(b) - b|_1 + |F(a) - a|_1)
-then one critic update each, the critics seeing fakes drawn from a pool of the last
-`pool_size` generated images (Shrivastava et al. 2017) rather than only the newest. The
-adversarial losses are any registry loss (default in params: least squares, the paper's).
+    + semantic * (CE(f_B(G(a)), argmax f_A(a)) + CE(f_A(F(b)), argmax f_B(b)))
+(the last, CyCADA's semantic consistency, only with `cycle.semantic` > 0: see
+ganlab.kinds.cycle.semantic), then one critic update each, the critics seeing fakes drawn
+from a pool of the last `pool_size` generated images (Shrivastava et al. 2017) rather than
+only the newest. The adversarial losses are any registry loss (default in params: least
+squares, the paper's).
 
 Unpaired: an epoch is one pass over A; B's indices come from B's own permutations (drawn from
 the same epoch generator but independently of A's), so no image of A is ever tied to an
-image of B. Labels are never loaded here.
+image of B. The GAN never reads a label: with `cycle.semantic` > 0 the labels of each
+domain's training split pretrain that domain's frozen classifier (CyCADA pretrains f_S on the
+labelled source), and the semantic loss compares the classifiers' own predictions.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ganlab.config.params import Params
-from ganlab.data.images import load_split, to_unit_range
+from ganlab.data.images import load_images, load_split, to_unit_range
 from ganlab.kinds.base import Trainer, TrainState, make_optimizer
+from ganlab.kinds.cycle.semantic import predict, semantic_classifiers, semantic_term
 from ganlab.nets.cycle import build_cycle_gan
 from ganlab.runtime.paths import UCI_DIR
 from ganlab.util import GanlabError, derive_seed, file_sha256
@@ -69,11 +76,25 @@ class ImagePool:
         self.images = [] if t is None else list(t.to(device).unbind(0))
 
 
+class GeneratorTerms(NamedTuple):
+    """One generator update's objective and its parts (None: the term is off)."""
+
+    total: Tensor
+    adversarial: Tensor
+    cycle: Tensor
+    identity: Tensor | None
+    semantic: Tensor | None
+    fake_b: Tensor
+    fake_a: Tensor
+
+
 class CycleTrainer(Trainer):
     kind = "cycle"
 
     def __init__(self, params: Params, variant: str, real_a: Tensor, real_b: Tensor,
-                 device: torch.device):
+                 device: torch.device, labels: tuple[Tensor, Tensor] | None = None):
+        """`labels` (of real_a, of real_b) pretrain the semantic classifiers; needed only
+        with `cycle.semantic` > 0."""
 
         super().__init__(params, variant, device)
         p = self.p
@@ -88,6 +109,16 @@ class CycleTrainer(Trainer):
         self.opt_d = make_optimizer(p, self.d.parameters(), p.d_learning_rate)
         self.modules = {"g": self.g, "d": self.d}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+        self.semantic_provenance: dict | None = None
+        if p.cycle.semantic > 0:
+            if labels is None:
+                raise GanlabError(f"variants.{variant}.cycle.semantic: the semantic classifiers "
+                                  "need each domain's training labels")
+            # frozen, checkpointed with the rest (a resumed run scores with the same nets)
+            self.sem, self.semantic_provenance = semantic_classifiers(
+                params.seed, (self.real, self.real_b), tuple(y.to(device) for y in labels), device)
+            self.modules["sem"] = self.sem
+            self._pseudo_labels()
         self.pool_a = ImagePool(p.cycle.pool_size)
         self.pool_b = ImagePool(p.cycle.pool_size)
         # an epoch is one pass over B (UCI, the smaller domain), each B batch paired with a
@@ -106,6 +137,17 @@ class CycleTrainer(Trainer):
         perm_a = torch.cat([torch.randperm(len(self.real), generator=self.cpu_gen)
                             for _ in range(reps)])[: len(perm_b)]
         self.perm_a, self.perm_b = perm_a.to(self.device), perm_b.to(self.device)
+
+    def _pseudo_labels(self) -> None:
+        """argmax f_A(a) and argmax f_B(b) of every training image: the semantic loss's labels
+        (the frozen classifiers' predictions, as CyCADA's p(f_S, x); no dataset label)."""
+        self.sem_a = predict(self.sem["mnist"], self.real)
+        self.sem_b = predict(self.sem["uci"], self.real_b)
+
+    def train_modules(self) -> None:
+        super().train_modules()
+        if "sem" in self.modules:
+            self.sem.eval()  # frozen: never in training mode
 
     def sampler(self) -> nn.Module:
         return self.g
@@ -137,29 +179,47 @@ class CycleTrainer(Trainer):
         lambda_cycle = 10 and identity 0.5 weigh as in the paper (Zhu et al. 2017, eq. 3)."""
         return 2.0 if self.p.loss == "least_squares" else 1.0
 
-    def generator_total(self, a: Tensor, b: Tensor, noise_std: float):
-        """(total, adversarial, cycle, identity or None, G(a), F(b)) of one generator update:
-        w (L_adv(G, D_B) + L_adv(F, D_A)) + lambda |cycle|_1 + identity * lambda |identity|_1."""
+    def generator_total(self, a: Tensor, b: Tensor, noise_std: float,
+                        labels: tuple[Tensor, Tensor] | None = None) -> GeneratorTerms:
+        """One generator update's objective: w (L_adv(G, D_B) + L_adv(F, D_A))
+        + lambda |cycle|_1 + identity * lambda |identity|_1 + semantic * L_sem, where `labels`
+        are the classifiers' labels of a and b (argmax f_A(a), argmax f_B(b)): the semantic term
+        is on when `cycle.semantic` > 0."""
         c = self.p.cycle
         g_ab, g_ba, d_a, d_b = self.g.ab, self.g.ba, self.d.a, self.d.b
         cyc, fake_b, fake_a = cycle_l1_loss(g_ab, g_ba, a, b)
-        adv = self.adversarial_weight * (self.generator_objective(d_b, d_b, fake_b, noise_std)
-                                         + self.generator_objective(d_a, d_a, fake_a, noise_std))
+        # real b (a) is what a relativistic loss pairs G(a) (F(b)) with in D_B (D_A)
+        adv = self.adversarial_weight * (
+            self.generator_objective(d_b, d_b, fake_b, noise_std, real=b)
+            + self.generator_objective(d_a, d_a, fake_a, noise_std, real=a))
         g_total = adv + c.lambda_cycle * cyc
         idt = None
         if c.identity > 0:
             idt = (g_ab(b) - b).abs().mean() + (g_ba(a) - a).abs().mean()
             g_total = g_total + c.identity * c.lambda_cycle * idt
-        return g_total, adv, cyc, idt, fake_b, fake_a
+        sem = None
+        if c.semantic > 0:
+            if labels is None:
+                labels = (predict(self.sem["mnist"], a), predict(self.sem["uci"], b))
+            # CyCADA eq. 4 (Hoffman et al. 2018) with a classifier per domain (semantic.py says
+            # why): CE(f_B(G(a)), argmax f_A(a)) + CE(f_A(F(b)), argmax f_B(b)); the labels are
+            # fixed targets, so the gradient reaches G and F through f_B and f_A, whose own
+            # weights are frozen
+            sem = (semantic_term(self.sem["uci"](fake_b), labels[0])
+                   + semantic_term(self.sem["mnist"](fake_a), labels[1]))
+            g_total = g_total + c.semantic * sem
+        return GeneratorTerms(g_total, adv, cyc, idt, sem, fake_b, fake_a)
 
     def train_step(self, i: int, state: TrainState, log_now: bool) -> dict[str, Tensor | float]:
         bs = self.p.batch_size
-        a = self.real.index_select(0, self.perm_a[i * bs : (i + 1) * bs])
-        b = self.real_b.index_select(0, self.perm_b[i * bs : (i + 1) * bs])
+        ia, ib = self.perm_a[i * bs : (i + 1) * bs], self.perm_b[i * bs : (i + 1) * bs]
+        a, b = self.real.index_select(0, ia), self.real_b.index_select(0, ib)
         d_a, d_b = self.d.a, self.d.b
         noise_std = self.noise_std(state)
-        # ---- both generators: adversarial + cycle + identity, one update ----
-        g_total, adv, cyc, idt, fake_b, fake_a = self.generator_total(a, b, noise_std)
+        # ---- both generators: adversarial + cycle + identity (+ semantic), one update ----
+        labels = ((self.sem_a.index_select(0, ia), self.sem_b.index_select(0, ib))
+                  if self.p.cycle.semantic > 0 else None)
+        g_total, adv, cyc, idt, sem, fake_b, fake_a = self.generator_total(a, b, noise_std, labels)
         g_grad_norm = self.update_generator(g_total, self.opt_g, self.g, measure=log_now)
         state.g_step += 1
         # ---- both critics, on pooled fakes ----
@@ -187,6 +247,8 @@ class CycleTrainer(Trainer):
             **extra, "sigma_max": self.d_sigma(self.d)}
         if idt is not None:
             row["identity"] = idt.detach()
+        if sem is not None:
+            row["semantic"] = sem.detach()
         if self.p.instance_noise.std > 0:
             row["noise_std"] = noise_std
         return row
@@ -200,20 +262,52 @@ class CycleTrainer(Trainer):
         st = super().load_state_dict(ckpt)
         self.pool_a.load(ckpt["pools"]["a"], self.device)
         self.pool_b.load(ckpt["pools"]["b"], self.device)
+        if "sem" in self.modules:
+            self._pseudo_labels()  # of the checkpoint's classifiers
         return st
 
+    def side_outputs(self) -> dict[str, dict]:
+        """With `cycle.semantic` > 0, the frozen classifiers the generators trained against,
+        beside the generator: their weights and provenance (`.pt`), the provenance alone
+        (`.json`, for the report). They are not the judges that score label preservation."""
+        if self.semantic_provenance is None:
+            return {}
+        prov = {"role": "trained against by the generators (cycle.semantic); not the judges "
+                        "(models/judge, models/judge_uci), which score label preservation",
+                "semantic": self.p.cycle.semantic,
+                "use": "L_sem = CE(f_uci(G(a)), argmax f_mnist(a)) + CE(f_mnist(F(b)), argmax f_uci(b))",
+                "classifiers": self.semantic_provenance}
+        weights = {d: {k: v.cpu() for k, v in m.state_dict().items()} for d, m in self.sem.items()}
+        # wall-clock seconds in the JSON only: the weights file stays byte-reproducible
+        timeless = {**prov, "classifiers": {d: {k: v for k, v in c.items() if k != "seconds"}
+                                            for d, c in prov["classifiers"].items()}}
+        return {"semantic_classifiers.json": prov,
+                "semantic_classifiers.pt": {"state_dict": weights, "provenance": timeless}}
 
-def build_cycle_trainer(params: Params, variant: str, real_a: Tensor, device: torch.device
-                        ) -> CycleTrainer:
-    """Domain A is data/prepared (MNIST); B the UCI digits (data/uci), hashed into the resume key."""
+
+def build_cycle_trainer(params: Params, variant: str, real_a: Tensor, device: torch.device,
+                        labels_a: Tensor | None = None) -> CycleTrainer:
+    """Domain A is data/prepared (MNIST); B the UCI digits (data/uci), hashed into the resume key.
+    Labels (`labels_a`, and B's) are passed on only for the semantic classifiers."""
 
     path = Path(UCI_DIR) / "train.npz"
-    trainer = CycleTrainer(params, variant, real_a, to_unit_range(load_split(path).images), device)
+    labels = None
+    if params.variant(variant).cycle.semantic > 0:
+        uci = load_split(path)
+        images_b, labels = uci.images, (labels_a, torch.from_numpy(uci.labels))
+    else:  # plain CycleGAN: B's label array is never read
+        images_b = load_images(path)
+    trainer = CycleTrainer(params, variant, real_a, to_unit_range(images_b), device, labels)
     trainer.extra_data_sha = file_sha256(path)
     return trainer
 
 
 def build_trainer(params: Params, variant: str, data_dir: Path, device: torch.device,
                   dist=None) -> CycleTrainer:
-    split = load_split(data_dir / "train.npz")  # images only: the cycle kind reads no label
-    return build_cycle_trainer(params, variant, to_unit_range(split.images), device)
+    if params.variant(variant).cycle.semantic > 0:
+        split = load_split(data_dir / "train.npz")  # labels: for the semantic classifiers only
+        return build_cycle_trainer(params, variant, to_unit_range(split.images), device,
+                                   torch.from_numpy(split.labels))
+    # plain CycleGAN is unpaired and unlabelled: only the images of either domain are read
+    return build_cycle_trainer(params, variant, to_unit_range(load_images(data_dir / "train.npz")),
+                               device)

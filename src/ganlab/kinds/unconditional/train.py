@@ -100,7 +100,7 @@ class GanTrainer(Trainer):
             fake_g = self.g_train(self.latent(bs))
         # through the bare D: its parameters take no gradient in the G step, and a DDP
         # forward would leave D's reducer waiting for gradients that never come
-        g_loss = self.generator_objective(self.d, self.d, fake_g, noise_std)
+        g_loss = self.generator_objective(self.d, self.d, fake_g, noise_std, real=real)
         g_grad_norm = self.update_generator(g_loss, self.opt_g, self.g, measure=log_now, ema=self.ema)
         state.g_step += 1
         if not log_now:

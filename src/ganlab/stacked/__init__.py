@@ -1,0 +1,1 @@
+"""Stacked MNIST (opt-in): three digits stacked as RGB, 1,000 modes, PacGAN's packing."""

@@ -1,0 +1,170 @@
+"""Stacked MNIST (issue 22): the scorer on hand-made triples and on real stacks, PacGAN's
+packing, the settings, and a tiny run end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ganlab.config.params import ParamsError, parse_params
+from ganlab.metrics.stacked import (
+    N_MODES,
+    expected_floor_kl,
+    kl_from_uniform,
+    mode_ids,
+    score_triples,
+)
+
+
+def _all_triples() -> np.ndarray:
+    g = np.arange(10)
+    return np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+
+
+def test_every_mode_once_is_kl_zero_and_full_coverage():
+    triples = _all_triples()
+    assert sorted(mode_ids(triples)) == list(range(N_MODES))
+    s = score_triples(np.concatenate([triples, triples]))  # two of each: still flat
+    assert s["modes_covered"] == 1000 and s["n"] == 2000
+    assert s["kl_uniform"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_one_mode_is_kl_log_1000():
+    s = score_triples(np.tile([[3, 1, 4]], (26000, 1)))
+    assert s["modes_covered"] == 1
+    assert s["kl_uniform"] == pytest.approx(math.log(1000))
+    # half the mass on each of two modes: log 500
+    assert kl_from_uniform(np.bincount([0, 7], minlength=1000)) == pytest.approx(math.log(500))
+
+
+def test_mode_ids_read_the_channels_as_digits_and_reject_bad_labels():
+    assert mode_ids(np.array([[1, 2, 3], [9, 0, 0]])).tolist() == [123, 900]
+    with pytest.raises(ValueError):
+        mode_ids(np.array([[1, 2, 10]]))
+    with pytest.raises(ValueError):
+        mode_ids(np.array([1, 2, 3]))
+
+
+def test_real_stacks_score_near_the_floor():
+    from ganlab.stacked.data import draw_stacks
+
+    # 400 "digits" per class (as the prepared split): stacks drawn the stage's way
+    labels = np.repeat(np.arange(10), 400)
+    digits = torch.from_numpy(labels).float().view(-1, 1, 1, 1).expand(-1, 1, 28, 28)
+    stacks, idx = draw_stacks(digits, 26000, torch.Generator().manual_seed(0))
+    assert stacks.shape == (26000, 3, 28, 28)
+    assert torch.equal(stacks[:, :, 0, 0], torch.from_numpy(labels[idx.numpy()]).float())
+    s = score_triples(labels[idx.numpy()])
+    assert expected_floor_kl(26000) == pytest.approx(999 / 52000)
+    assert s["modes_covered"] == 1000
+    # a perfect sampler's KL is ~0.0192 with a spread of ~0.001 at N = 26,000
+    assert s["kl_uniform"] == pytest.approx(0.0192, abs=0.004)
+
+
+def _stacked_raw(tiny_raw, **variants):
+    tiny_raw["stacked"] = {"seeds": [0], "n_samples": 60, "n_floor": 90, "g_steps": 3,
+                           "score_batch": 40,
+                           "training": {"arch": "dcgan", "width": 8, "batch_size": 4, "log_every": 1},
+                           "variants": variants}
+    return tiny_raw
+
+
+def test_packing_gives_d_m_sample_inputs_and_one_output_per_pack(tiny_raw):
+    from ganlab.kinds.base import TrainState
+    from ganlab.stacked.train import StackedTrainer, pack_samples, stacked_params
+
+    params = parse_params(_stacked_raw(tiny_raw, p3={"pack": 3, "d_ratio": 0.5}))
+    run_params, sv = stacked_params(params, "p3", 0)
+    digits = torch.rand(50, 1, 28, 28) * 2 - 1
+    t = StackedTrainer(run_params, "p3", sv, digits, torch.device("cpu"))
+    assert sv.d_width == 4 and t.d.body[0].in_channels == 9  # 3 samples x 3 channels
+    t.begin_epoch(0)
+    real = t.real_batch(0)
+    fake = t.g(t.latent(4))
+    assert real.shape == fake.shape == (4, 9, 28, 28)  # batch_size packs of m = 3 stacks
+    # a fake pack is m independent samples of the one-sample G, in channel order
+    z = t.latent(2)
+    t.g.eval()
+    with torch.no_grad():
+        packed = t.g(z)
+        singles = t.g.inner(z.view(6, t.p.latent_dim))
+    assert torch.allclose(packed, pack_samples(singles, 3))
+    assert torch.allclose(packed[1, 3:6], singles[4])  # pack 1, sample 1: the 5th latent
+    t.g.train()
+    # the D step's loss is per pack: D's output has one logit per pack
+    seen = []
+    t.d.register_forward_hook(lambda m, i, o: seen.append((tuple(i[0].shape), tuple(o.shape))))
+    t.steps_per_epoch = 1
+    t.run_epoch(TrainState())
+    assert ((4, 9, 28, 28), (4,)) in seen
+    assert all(s[0][1] == 9 for s in seen)
+
+
+def test_stacked_settings_are_validated_with_the_key(tiny_raw):
+    for spec, frag in (({"pack": 0}, r"stacked\.variants\.v\.pack"),
+                       ({"pack": 9}, r"stacked\.variants\.v\.pack"),
+                       ({"d_ratio": 0}, r"stacked\.variants\.v\.d_ratio"),
+                       ({"arch": "mlp"}, r"stacked\.variants\.v"),
+                       ({"loss": "hinje"}, r"stacked\.variants\.v\.loss"),
+                       ({"r2": 1.0, "d_norm": "batch"}, r"stacked\.variants\.v\.d_norm")):
+        with pytest.raises(ParamsError, match=frag):
+            parse_params(_stacked_raw(tiny_raw, v=spec))
+    raw = _stacked_raw(tiny_raw, v={})
+    raw["stacked"]["n_samples"] = 0
+    with pytest.raises(ParamsError, match=r"stacked\.n_samples"):
+        parse_params(raw)
+    # the default run does not need the section
+    del raw["stacked"]
+    assert parse_params(raw).stacked.variants == {}
+
+
+def test_the_shipped_stacked_section_has_the_papers_variants():
+    from tests.conftest import tiny_params_dict
+
+    v = parse_params(tiny_params_dict()).stacked.variants
+    assert {sv.pack for sv in v.values()} >= {1, 2, 3, 4}
+    assert {sv.d_ratio for sv in v.values()} >= {0.25, 0.5}
+    assert {(sv.train.loss, sv.train.r1 > 0, sv.train.r2 > 0) for sv in v.values()} >= {
+        ("nonsaturating", True, True), ("relativistic", True, True)}
+
+
+def test_a_tiny_stacked_run_end_to_end(in_tmp, tiny_raw):
+    from ganlab.stages.judge import run_judge
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.stages.stacked import run_stacked
+    from ganlab.stages.stacked_floor import run_stacked_floor
+
+    params = parse_params(_stacked_raw(tiny_raw, dc={}, rp={"loss": "relativistic", "r1": 0.3,
+                                                           "r2": 0.3, "pack": 2}))
+    run_prepare(params)
+    run_judge(params)
+    floor = run_stacked_floor(params, echo=lambda *_: None)
+    assert floor["n"] == 90 and 0 < floor["modes_covered"] <= 90
+    assert json.loads((in_tmp / "metrics/stacked/floor.json").read_text())["n"] == 90
+    for v in ("dc", "rp"):
+        s = run_stacked(params, v, echo=lambda *_: None)
+        assert s["n_seeds"] == 1 and 1 <= s["modes_mean"] <= 60 and s["kl_mean"] >= 0
+        z = np.load(in_tmp / f"metrics/stacked/{v}/seed0.npz")
+        assert z["labels"].shape == (60, 3) and z["labels"].max() <= 9
+        assert z["stacks"].shape == (40, 3, 28, 28) and z["stacks"].dtype == np.uint8
+        assert score_triples(z["labels"])["modes_covered"] == s["seeds"][0]["modes_covered"]
+        assert (in_tmp / f"metrics/stacked/{v}/seed0.csv").read_text().startswith("step,")
+        assert "seed0" in json.loads((in_tmp / f"metrics/stacked/{v}/timing.json").read_text())
+    with pytest.raises(Exception, match="not in params.yaml stacked.variants"):
+        run_stacked(params, "nope", echo=lambda *_: None)
+
+
+def test_a_stacked_run_reads_only_the_stacked_section(tiny_raw):
+    from ganlab.stacked.train import stacked_params
+
+    base = parse_params(_stacked_raw(tiny_raw, v={"pack": 2}))
+    tiny_raw["training"]["lr"] = 0.5
+    tiny_raw["budget_scale"] = 3.0
+    tiny_raw["variants"] = {"other": {"loss": "hinge"}}
+    changed = parse_params(tiny_raw)
+    a, sv_a = stacked_params(base, "v", 7)
+    b, sv_b = stacked_params(changed, "v", 7)
+    assert a == b and sv_a == sv_b and a.seed == 7 and list(a.variants) == ["v"]
+    assert a.variants["v"].lr == 0.0002  # the schema's default, not training.lr
