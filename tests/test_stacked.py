@@ -1,6 +1,7 @@
 """Stacked MNIST (issue 22): the scorer on hand-made triples and on real stacks, PacGAN's
 packing, the settings, and a tiny run end to end."""
 
+import dataclasses
 import json
 import math
 
@@ -136,22 +137,26 @@ def test_a_tiny_stacked_run_end_to_end(in_tmp, tiny_raw):
     from ganlab.stages.stacked import run_stacked
     from ganlab.stages.stacked_floor import run_stacked_floor
 
-    params = parse_params(_stacked_raw(tiny_raw, dc={}, rp={"loss": "relativistic", "r1": 0.3,
-                                                           "r2": 0.3, "pack": 2}))
+    raw = _stacked_raw(tiny_raw, dc={}, rp={"loss": "relativistic", "r1": 0.3, "r2": 0.3, "pack": 2})
+    raw["stacked"].update(seeds=[0, 1], workers=1)
+    params = parse_params(raw)
     run_prepare(params)
     run_judge(params)
     floor = run_stacked_floor(params, echo=lambda *_: None)
     assert floor["n"] == 90 and 0 < floor["modes_covered"] <= 90
     assert json.loads((in_tmp / "metrics/stacked/floor.json").read_text())["n"] == 90
-    for v in ("dc", "rp"):
-        s = run_stacked(params, v, echo=lambda *_: None)
-        assert s["n_seeds"] == 1 and 1 <= s["modes_mean"] <= 60 and s["kl_mean"] >= 0
+    spawned = dataclasses.replace(params, stacked=dataclasses.replace(params.stacked, workers=2))
+    for v, p in (("dc", params), ("rp", spawned)):  # in this process; in 2 worker processes
+        s = run_stacked(p, v, echo=lambda *_: None)
+        assert s["n_seeds"] == 2 and [x["seed"] for x in s["seeds"]] == [0, 1]
+        assert 1 <= s["modes_mean"] <= 60 and s["kl_mean"] >= 0
+        timing = json.loads((in_tmp / f"metrics/stacked/{v}/timing.json").read_text())
+        assert timing["workers"] == (2 if v == "rp" else 1) and "seed1" in timing
         z = np.load(in_tmp / f"metrics/stacked/{v}/seed0.npz")
         assert z["labels"].shape == (60, 3) and z["labels"].max() <= 9
         assert z["stacks"].shape == (40, 3, 28, 28) and z["stacks"].dtype == np.uint8
         assert score_triples(z["labels"])["modes_covered"] == s["seeds"][0]["modes_covered"]
         assert (in_tmp / f"metrics/stacked/{v}/seed0.csv").read_text().startswith("step,")
-        assert "seed0" in json.loads((in_tmp / f"metrics/stacked/{v}/timing.json").read_text())
     with pytest.raises(Exception, match="not in params.yaml stacked.variants"):
         run_stacked(params, "nope", echo=lambda *_: None)
 

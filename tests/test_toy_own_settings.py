@@ -41,7 +41,6 @@ def test_own_d_lr_alone(tiny_raw):
 
 
 @pytest.mark.parametrize("own, fragment", [
-    ({"nope": {"lr": 1e-4}}, r"toy\.variants\.nope"),
     ({"gan": {"width": 8}}, r"toy\.variants\.gan\.width"),
     ({"gan": {"lr": -1.0}}, r"toy\.variants\.gan\.lr"),
     ({"gan": {"n_critic": 0}}, r"toy\.variants\.gan\.n_critic"),
@@ -51,3 +50,8 @@ def test_own_d_lr_alone(tiny_raw):
 def test_own_toy_settings_are_checked_with_the_key(tiny_raw, own, fragment):
     with pytest.raises(ParamsError, match=fragment):
         _params(tiny_raw, own)
+
+
+def test_an_entry_for_an_absent_variant_is_unused(tiny_raw):
+    assert _params(tiny_raw, {"nope": {"lr": 1e-4}, "gan": {"r1": 1.0}}).toy.variants == {
+        "gan": {"r1": 1.0}}

@@ -430,8 +430,9 @@ def parse_params(raw: Any) -> Params:
 
 
 def _toy_variants(raw: Any, variants: dict[str, TrainParams]) -> dict[str, dict[str, Any]]:
-    """`toy.variants`: each entry names a variant and sets only TOY_VARIANT_KEYS; the variant's
-    settings with them must pass a variant's checks (before any stage runs)."""
+    """`toy.variants`: each entry sets only TOY_VARIANT_KEYS, and the variant's settings with
+    them must pass a variant's checks (before any stage runs). An entry for a name that is not
+    a variant is unused and dropped (a trimmed `variants:` keeps the section valid)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -440,7 +441,7 @@ def _toy_variants(raw: Any, variants: dict[str, TrainParams]) -> dict[str, dict[
     for name, spec in raw.items():
         key = f"toy.variants.{name}"
         if name not in variants:
-            raise ParamsError(f"{key}: not a variant of params.yaml variants: {', '.join(variants)}")
+            continue
         if not isinstance(spec, dict) or not spec:
             raise ParamsError(f"{key}: expected a mapping of settings ({', '.join(TOY_VARIANT_KEYS)})")
         unknown = sorted(set(spec) - set(TOY_VARIANT_KEYS))

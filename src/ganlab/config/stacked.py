@@ -45,7 +45,11 @@ class StackedParams:
     n_samples: int = 26000  # generated stacks scored per run (the protocol's N)
     n_floor: int = 26000  # real stacks scored for the floor
     g_steps: int = 2000  # generator updates per run (D steps = g_steps x n_critic)
-    score_batch: int = 2000  # stacks generated and judged at once
+    score_batch: int = 1000  # stacks generated and judged at once
+    # processes per stacked stage, each training and scoring its share of the seeds with one
+    # torch thread (1: in the stage's own process, torch's default threads). Part of the
+    # result as toy.workers: the thread count changes float rounding, not the method.
+    workers: int = 2
     # every variant's training settings (the `training:` keys, but not inherited from the
     # top-level `training:`: Stacked MNIST's settings are its own) and the variants
     training: Any = None
@@ -54,7 +58,7 @@ class StackedParams:
     def check(self, key: str = "stacked") -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ParamsError(f"{key}.seeds: {list(self.seeds)} must be distinct integers >= 0")
-        for name in ("n_samples", "n_floor", "g_steps", "score_batch"):
+        for name in ("n_samples", "n_floor", "g_steps", "score_batch", "workers"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{key}.{name}: {getattr(self, name)!r} must be >= 1")
 

@@ -124,9 +124,15 @@ class ToySuiteParams:
         """Build from the `toy:` mapping of params.yaml; missing keys keep the defaults."""
         from ganlab.config.parse import build_section
 
-        out = build_section(key, cls, dict(raw or {}))
+        raw = dict(raw or {})
+        own = raw.pop("variants", None) or {}
+        out = build_section(key, cls, raw)
         out.check(key)
-        return out
+        # without the variants to check against (ganlab.config.params does that), only the keys
+        if not isinstance(own, Mapping) or any(
+                not isinstance(v, Mapping) or set(v) - set(TOY_VARIANT_KEYS) for v in own.values()):
+            raise ParamsError(f"{key}.variants: a mapping of variant -> {{{', '.join(TOY_VARIANT_KEYS)}}}")
+        return dataclasses.replace(out, variants={k: dict(v) for k, v in own.items()})
 
 
 def check_steps(g_steps: int, check_every: int) -> list[int]:
