@@ -173,11 +173,19 @@ def _train_worker(rank: int, raw: dict, out: str, die_after: int) -> None:
 
 @pytest.mark.slow
 @needs_gloo
-def test_resume_under_ddp_matches_the_uninterrupted_run(tmp_path, tiny_raw, monkeypatch):
+@pytest.mark.parametrize("monitor", [
+    {"every": 0},
+    # the monitor on under DDP, resumed: snapshots every epoch and the pixel-space detector
+    # (a threshold no run reaches: it warns at every check, and the third check, after the
+    # resume, stops the run and restores the most diverse weights from the checkpointed state)
+    {"every": 1, "early_stop_on_collapse": True, "collapse_threshold": 10.0,
+     "collapse_patience": 3},
+], ids=["monitor_off", "monitor_on"])
+def test_resume_under_ddp_matches_the_uninterrupted_run(tmp_path, tiny_raw, monkeypatch, monitor):
     from ganlab.config.params import parse_params
     from ganlab.stages.prepare import run_prepare
 
-    tiny_raw["monitor"]["every"] = 0
+    tiny_raw["monitor"].update(monitor)
     tiny_raw["training"]["epochs"] = 3
     tiny_raw["variants"] = {"gan": {"loss": "nonsaturating"}}
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -198,7 +206,13 @@ def test_resume_under_ddp_matches_the_uninterrupted_run(tmp_path, tiny_raw, monk
     said = (cut / "said0.txt").read_text()
     assert "resuming" in said and "after epoch 2/3" in said and "2 processes (gloo)" in said
     assert not (cut / "said1.txt").read_text()  # rank 1 says nothing
-    for f in ("models/variants/gan/generator.pt", "metrics/curves/gan.csv"):
+    if monitor["every"]:  # the resumed detector fired at the third check, as the whole run's did
+        assert "stopped early" in said and "stopped early" in (full / "said0.txt").read_text()
+    files = ["models/variants/gan/generator.pt", "metrics/curves/gan.csv", "metrics/train/gan.json"]
+    snaps = sorted(p.relative_to(full).as_posix()
+                   for p in (full / "models/variants/gan/snapshots").glob("*"))
+    assert len(snaps) == (4 if monitor["every"] else 0)  # three checks' weights and their index
+    for f in files + snaps:
         assert (full / f).read_bytes() == (cut / f).read_bytes(), f
 
 

@@ -168,8 +168,8 @@ def test_failed_training_is_marked_failed_with_the_reason(in_tmp, tiny_params, m
 
 @pytest.mark.slow
 def test_killed_training_rerun_leaves_no_running_run(in_tmp, tiny_raw):
-    """SIGKILL a `ganlab train` mid-training (no handler runs), train again: the dead run is
-    KILLED by the new training, which ends FINISHED."""
+    """SIGKILL a `ganlab train` mid-training (no handler runs), train again with other params:
+    the dead run is KILLED by the new training, which ends FINISHED."""
     from ganlab.config.params import parse_params
     from ganlab.stages.prepare import run_prepare
     from ganlab.tracking import runs as tracking
@@ -199,17 +199,12 @@ def test_killed_training_rerun_leaves_no_running_run(in_tmp, tiny_raw):
     (dead,) = c.search_runs([exp_id])
     assert dead.info.status == "RUNNING"  # what a killed training leaves behind
     tiny_raw["training"]["epochs"] = 2
-    write_params(in_tmp / "params.yaml", tiny_raw)  # a shorter rerun is a new config ...
+    write_params(in_tmp / "params.yaml", tiny_raw)  # a shorter rerun is a new config
     out = _ganlab(["train", "gan"], in_tmp)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert c.get_run(dead.info.run_id).info.status == "RUNNING"  # ... which supersedes nothing
-    tiny_raw["training"]["epochs"] = 40
-    write_params(in_tmp / "params.yaml", tiny_raw)
-    for f in (in_tmp / ".ganlab/checkpoints/gan").glob("*.pt"):
-        f.unlink()  # the same config again, from scratch: a new run supersedes the dead one
-    out = _ganlab(["train", "gan"], in_tmp, timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
+    # The dead run's process is gone: the next training of the variant ends it, also when the
+    # params changed in between (a run of the old config is never resumed, so nothing else would)
     runs = c.search_runs([exp_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert c.get_run(dead.info.run_id).info.status == "KILLED"
-    assert "ganlab.superseded" in c.get_run(dead.info.run_id).data.tags
+    assert "another config" in c.get_run(dead.info.run_id).data.tags["ganlab.superseded"]

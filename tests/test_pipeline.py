@@ -95,7 +95,7 @@ def test_exp_run_with_changed_loss_reruns_only_that_variant(project):
     root, _ = project
     out = sh(["dvc", "exp", "run", "-S", "variants.gan.loss=hinge"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@gan", "sample@gan", "evaluate@gan", "toy@gan", "report"}, out
+    assert ran == {"train@gan", "quality@gan", "sample@gan", "evaluate@gan", "toy@gan", "report"}, out
     shown = sh(["dvc", "exp", "show", "--no-pager", "--csv"], root)
     assert "fid_judge" in shown and "hinge" in shown
     _, runs = _mlflow_runs(root)

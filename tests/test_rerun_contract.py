@@ -31,6 +31,15 @@ def project(tmp_path_factory):
     return root
 
 
+def _copy(project: Path, root: Path) -> str:
+    """A copy of the fixture project for a real rerun, and the MLflow store it must use: the
+    original's (the copied mlflow.db names the original's artifact folder, which ganlab refuses
+    to write into from another project)."""
+    shutil.copytree(project, root, symlinks=True)
+    (root / "mlflow.db").unlink()
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
 def _stages(out: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", out))
 
@@ -99,9 +108,9 @@ def test_a_judge_change_rescores_and_retrains_nothing(project, tmp_path):
     """A real rerun: the judge retrains, then what reads its file (floor, quality, evaluate)
     rescores; no training, sampling or toy stage runs."""
     root = tmp_path / "judge"
-    shutil.copytree(project, root, symlinks=True)
+    uri = _copy(project, root)
     _set(root, "judge.lr", 0.001)
-    ran = _stages(sh(["dvc", "repro"], root))
+    ran = _stages(sh(["dvc", "repro"], root, uri))
     assert {"judge", "judge_uci", "floor", "quality@gan", "quality@lsgan", "evaluate@gan",
             "evaluate@lsgan", "report"} <= ran
     assert not {s for s in ran if s.split("@")[0] in ("train", "sample", "toy", "prepare", "theory")}
@@ -110,8 +119,8 @@ def test_a_judge_change_rescores_and_retrains_nothing(project, tmp_path):
 
 def test_an_evaluate_change_rescores_without_the_judge(project, tmp_path):
     root = tmp_path / "eval"
-    shutil.copytree(project, root, symlinks=True)
+    uri = _copy(project, root)
     _set(root, "evaluate.k_pr", 4)
-    ran = _stages(sh(["dvc", "repro"], root))
+    ran = _stages(sh(["dvc", "repro"], root, uri))
     assert ran == {"floor", "evaluate@gan", "evaluate@lsgan", "report"}
     assert ALL >= ran

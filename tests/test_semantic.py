@@ -89,6 +89,9 @@ def test_classifier_pretraining_is_seeded_and_records_its_provenance(monkeypatch
     net1, p1 = train_classifier(x, y, 0, "mnist", cpu)
     net2, p2 = train_classifier(x, y, 0, "mnist", cpu)
     net3, p3 = train_classifier(x, y, 1, "mnist", cpu)
+    with torch.no_grad():  # as the quality stage builds the trainer: the same net, trained
+        net4, p4 = train_classifier(x, y, 0, "mnist", cpu)
+    assert p4["weights_sha256"] == p1["weights_sha256"]
     s1, s2, s3 = net1.state_dict(), net2.state_dict(), net3.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)  # reproducible
     assert not all(torch.equal(s1[k], s3[k]) for k in s1)  # another seed, another net

@@ -129,16 +129,19 @@ def train_classifier(images: Tensor, labels: Tensor, seed: int, domain: str,
     steps_per_pass = math.ceil(len(train_idx) / BATCH_SIZE)
     order = torch.empty(0, dtype=torch.long)
     net.train()
-    for step in range(STEPS):
-        if step % steps_per_pass == 0:
-            order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-        k = step % steps_per_pass
-        idx = order[k * BATCH_SIZE : (k + 1) * BATCH_SIZE].to(device)
-        loss = F.cross_entropy(net(_shift(x[idx], gen)), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    # gradients on, whatever the caller's mode: the quality stage rebuilds the trainer (and
+    # so these nets) under torch.no_grad() to read its snapshots
+    with torch.enable_grad():
+        for step in range(STEPS):
+            if step % steps_per_pass == 0:
+                order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+            k = step % steps_per_pass
+            idx = order[k * BATCH_SIZE : (k + 1) * BATCH_SIZE].to(device)
+            loss = F.cross_entropy(net(_shift(x[idx], gen)), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
     net.eval().requires_grad_(False)
     hold = hold_idx.to(device)
     acc = float((predict(net, x[hold]) == y[hold]).float().mean())
