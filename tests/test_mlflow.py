@@ -208,3 +208,16 @@ def test_killed_training_rerun_leaves_no_running_run(in_tmp, tiny_raw):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert c.get_run(dead.info.run_id).info.status == "KILLED"
     assert "another config" in c.get_run(dead.info.run_id).data.tags["ganlab.superseded"]
+
+
+def test_only_finite_numbers_reach_mlflow(in_tmp):
+    """Issue 21.5: a NaN or infinity would plot in MLflow as a best score; it is left out."""
+    from ganlab.tracking import runs as tracking
+
+    run_id = tracking.start_run("gan", {"variant": "gan"}, {"variant": "gan"})
+    tracking.log_metrics(run_id, [{"step": 1, "a": 1.5, "b": float("nan"), "c": float("inf")},
+                                  {"step": 2, "a": float("-inf"), "b": 2.0}])
+    c, _ = tracking.client()
+    assert [m.value for m in c.get_metric_history(run_id, "a")] == [1.5]
+    assert [m.value for m in c.get_metric_history(run_id, "b")] == [2.0]
+    assert c.get_metric_history(run_id, "c") == []

@@ -50,3 +50,13 @@ def test_welch_matches_scipy():
     assert welch([1.0], [2.0, 3.0])["p"] is None  # one seed: no test
     assert welch([2.0, 2.0], [2.0, 2.0])["p"] == 1.0 and welch([1.0, 1.0], [2.0, 2.0])["p"] == 0.0
     assert welch([1.0, float("nan")], [2.0, 3.0])["p"] is None
+
+
+def test_counts_are_settings_and_get_no_interval():
+    """Issue 21.8: `n_*` counts are the protocol's, the same for every seed: no `_ci95` entry."""
+    from ganlab.core.stats import aggregate_seeds
+
+    agg = aggregate_seeds({0: {"fid_judge": 10.0, "n_compared": 500},
+                           3: {"fid_judge": 12.0, "n_compared": 500}})
+    assert agg["n_compared"] == 500 and "n_compared_ci95" not in agg
+    assert agg["fid_judge"] == 11.0 and agg["fid_judge_ci95"] > 0
