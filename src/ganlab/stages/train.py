@@ -47,8 +47,10 @@ def _write_curves(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 @torch.no_grad()
-def _eval_grid(trainer: Trainer, z: Tensor) -> Tensor:
-    sampler = trainer.sampler()
+def _eval_grid(trainer: Trainer, z: Tensor, final: bool = False) -> Tensor:
+    """The progress grid: from a preview of the averaged generator's batch statistics
+    (Trainer.sampler) except after the last epoch, where it shows the generator as exported."""
+    sampler = trainer.sampler(preview=not final)
     was_training = sampler.training
     sampler.eval()
     grid = trainer.progress_images(z).cpu()
@@ -244,7 +246,7 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
         first_epoch = False
         state.rows.extend(rows)
         tracking.log_metrics(state.run_id, [r for r in rows if r["step"] > logged_upto])
-        grid = _eval_grid(trainer, fixed_z)
+        grid = _eval_grid(trainer, fixed_z, final=state.epoch == p.epochs)
         with atomic_path(progress_dir / f"epoch_{state.epoch:03d}.png", suffix=".png") as tmp:
             save_png(grid, tmp, nrow=8)
         tracking.log_image(state.run_id, grid, "progress", step=state.epoch)  # UI steps through it

@@ -84,7 +84,7 @@ class ConditionalTrainer(Trainer):
     def progress_images(self, fixed_z: Tensor) -> Tensor:
         # row k = digit k, column j = the same noise z_j in every row (8 columns)
         y = torch.arange(self.num_classes, device=fixed_z.device).repeat_interleave(8)
-        return self.sampler()(fixed_z[:8].repeat(self.num_classes, 1), y)
+        return self.sampler(preview=True)(fixed_z[:8].repeat(self.num_classes, 1), y)
 
     def monitor_images(self, z: Tensor) -> Tensor:
         # the quality monitor scores a class-balanced batch: digit i % C for the i-th noise

@@ -149,7 +149,7 @@ class CycleTrainer(Trainer):
         if "sem" in self.modules:
             self.sem.eval()  # frozen: never in training mode
 
-    def sampler(self) -> nn.Module:
+    def sampler(self, preview: bool = False) -> nn.Module:
         return self.g
 
     def export(self) -> dict:
