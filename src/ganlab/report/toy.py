@@ -98,13 +98,28 @@ def _ci(m: dict, short: str, scale: float) -> str:
     return f"{scale * m[f'{short}_mean']:.1f} ± {scale * m[f'{short}_ci95']:.1f}"
 
 
+def _setting(x) -> str:
+    if isinstance(x, (list, tuple)):
+        return "(" + ", ".join(f"{v:g}" for v in x) + ")"
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _d_steps(metrics_dir: Path, variant: str) -> str:
+    """The row's critic steps per training, from what its toy stage recorded."""
+    path = metrics_dir / "toy" / f"{variant}.json"
+    m = json.loads(path.read_text()) if path.exists() else {}
+    g, n = m.get("g_steps"), m.get("n_critic")
+    return f"{int(g) * int(n):,}" if g is not None and n is not None else "–"
+
+
 def toy_section(params: Params, metrics_dir: Path) -> list[str]:
     cfg = params.toy
     lines = [
         "## Mode coverage on 2-D mixtures (`ganlab toy`)", "",
         f"Every non-conv variant's loss, penalties and optimiser on small MLPs (3×{cfg.width}, "
-        f"batch {cfg.batch_size}), {cfg.g_steps} generator updates per training (n_critic 5 "
-        f"variants train their critic 5× as many steps), {len(cfg.seeds)} seeds per dataset, all "
+        f"batch {cfg.batch_size}). Budget rule: every row gets the same {cfg.g_steps} generator "
+        f"updates per training; its critic takes n_critic steps per update (the D steps column). "
+        f"{len(cfg.seeds)} seeds per dataset, all "
         f"(dataset × seed) trainings of a variant batched in one process. Rates: each variant's "
         f"× {cfg.lr_scale:g}, D's × {cfg.d_lr_ratio:g} on top, "
         + (f"decaying linearly to {cfg.lr_final:g}× over the last {1 - cfg.lr_decay_start:.0%} of "
@@ -121,22 +136,28 @@ def toy_section(params: Params, metrics_dir: Path) -> list[str]:
         f"{cfg.collapse_threshold} for {cfg.collapse_patience} consecutive checks (one every "
         f"{cfg.check_every} G steps after {cfg.collapse_warmup}).", "",
     ]
+    own = [f"**{v}**: " + ", ".join(f"{k} {_setting(x)}" for k, x in spec.items())
+           for v, spec in cfg.variants.items() if v in params.variants]
+    if own:  # rates there are the toy rates themselves: neither lr_scale nor d_lr_ratio applies
+        lines += ["Variants with their own toy settings (`toy.variants`; their `lr`/`d_lr` are the "
+                  "toy rates themselves, decoupled from the image rates; chosen by a search at this "
+                  "budget, README \"Mode coverage\"): " + "; ".join(own) + ".", ""]
     for ds in cfg.datasets:
         n_modes = {"ring8": 8, "grid25": 25}.get(ds, 0)
         rows = [(name, sc) for name in params.variants if (sc := _scores(metrics_dir, name, ds)) is not None]
         lines += [f"### {ds}", "",
                   f"| method | modes (max {n_modes}) | high-quality samples % | reverse KL | "
-                  "collapse warnings | source |", "|---|---|---|---|---|---|"]
+                  "collapse warnings | D steps | source |", "|---|---|---|---|---|---|---|"]
         for name, sc in rows:
             m = sc["summary"]
             lines.append(
                 f"| **{name}** ({params.variants[name].loss}) | {_pm(m['modes_mean'], m['modes_se'])} | "
                 f"{_pm(100 * m['hq_mean'], 100 * m['hq_se'])} | "
                 f"{_pm(m['kl_mean'], m['kl_se'], '{:.2f}')} | {m['collapse_warnings']} | "
-                f"ours, {m['n_seeds']} seeds |")
+                f"{_d_steps(metrics_dir, name)} | ours, {m['n_seeds']} seeds |")
         for label, modes, hq, kl in PACGAN_TABLE1.get(ds, []):
             lines.append(f"| *{label}* | *{_pm(*modes)}* | *{_pm(*hq)}* | "
-                         f"*{_pm(*kl, '{:.2f}')}* | – | *quoted: PacGAN Table 1* |")
+                         f"*{_pm(*kl, '{:.2f}')}* | – | – | *quoted: PacGAN Table 1* |")
         lines.append("")
         cis = [f"{name} {_ci(m, 'modes', 1)} modes, {_ci(m, 'hq', 100)} % HQ"
                for name, sc in rows if (m := sc["summary"]).get("modes_ci95") is not None]
