@@ -55,3 +55,20 @@ def test_own_toy_settings_are_checked_with_the_key(tiny_raw, own, fragment):
 def test_an_entry_for_an_absent_variant_is_unused(tiny_raw):
     assert _params(tiny_raw, {"nope": {"lr": 1e-4}, "gan": {"r1": 1.0}}).toy.variants == {
         "gan": {"r1": 1.0}}
+
+
+def test_the_toy_stage_records_the_n_critic_it_trained_with(in_tmp, tiny_raw):
+    """wgan_gp's image n_critic is 5, its own toy setting 1: the stage's metrics file and the
+    report's D steps column give the toy's (issue 22: every row's budget as it ran)."""
+    from ganlab.report.toy import toy_section
+    from ganlab.stages.toy import run_toy
+
+    tiny_raw["toy"].update({"datasets": ["ring8"], "seeds": [0], "g_steps": 40, "workers": 1,
+                            "check_every": 10, "collapse_warmup": 20, "n_eval": 200})
+    params = _params(tiny_raw, {"wgan_gp": {"lr": 1e-3, "d_lr": 4e-3, "gp": 0.1, "n_critic": 1}})
+    summary = run_toy(params, "wgan_gp", echo=lambda *a: None)
+    assert summary["n_critic"] == 1 and summary["g_steps"] == 40
+    text = "\n".join(toy_section(params, in_tmp / "metrics"))
+    row = next(line for line in text.splitlines() if line.startswith("| **wgan_gp**"))
+    assert "| 40 | ours" in row  # 40 G steps x n_critic 1, not x 5
+    assert "**wgan_gp**: lr 0.001, d_lr 0.004, gp 0.1, n_critic 1" in text

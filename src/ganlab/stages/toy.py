@@ -51,7 +51,9 @@ def run_toy(params: Params, variant: str, echo=print) -> dict:
         cells = run_toy_variant(variant, v, cfg, out, log=echo)
     seconds = time.perf_counter() - t0
     # no wall time in the DVC metrics file: the same params must give the same bytes
-    summary.update(toy_runs=len(members_of(cfg)), g_steps=cfg.g_steps, n_critic=v.n_critic)
+    # n_critic as the toy runs train it: a variant's own toy settings may replace its image one
+    n_critic = int(cfg.variants.get(variant, {}).get("n_critic", v.n_critic))
+    summary.update(toy_runs=len(members_of(cfg)), g_steps=cfg.g_steps, n_critic=n_critic)
     for dataset, m in cells.items():
         summary.update({f"{dataset}.{k}": x for k, x in m.items()})
     tags = {**tracking.run_tags(variant, "toy", v, source="ganlab toy"), "suite": "toy",
