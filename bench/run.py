@@ -5,7 +5,8 @@ FLOP counts, evaluation speed, scaling, and (optionally) the DVC pipeline's wall
 Every number is measured in one run on one machine, so the useful outputs are the ratios
 (speed-up over the baseline, share of the measured matmul peak), not the absolute rates.
 See bench/README.md. What the bench scripts share is in bench/common.py; the sections
-toy_ensemble, stages and ddp/store are in toy_bench.py, stage_cost.py and scale.py. Usage:
+toy_ensemble, stages, step, whole and ddp/store are in toy_bench.py, stage_cost.py,
+step_profile.py, whole_process.py and scale.py. Usage:
 
     python bench/run.py                   # full benchmark, all cores
     python bench/run.py --quick --threads 1 --out /tmp/r.json   # smoke test, < 60 s
@@ -49,7 +50,7 @@ from common import (
 
 CHILD_TAG = "BENCH_CHILD_RESULT "
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
-            "stages")
+            "stages", "step", "whole")
 
 
 @dataclass(frozen=True)
@@ -576,6 +577,14 @@ def print_report(res: dict) -> None:
         from stage_cost import print_stage_cost
 
         print_stage_cost(res["stages"])
+    if res.get("step"):
+        from step_profile import print_step
+
+        print_step(res["step"])
+    if res.get("whole"):
+        from whole_process import print_whole
+
+        print_whole(res["whole"])
     if res.get("ddp"):
         d = res["ddp"]
         print_table("DDP: mlp_b64, global batch 64, 1 torch thread per process (gloo on CPU)",
@@ -623,6 +632,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "the stage order against `dvc stage list`")
     ap.add_argument("--only", default=None,
                     help=f"comma list of sections to run, from {','.join(SECTIONS)}")
+    ap.add_argument("--step-steps", type=int, default=None,
+                    help="step: training steps timed and profiled (default 200; 20 with --quick)")
+    ap.add_argument("--whole-epochs", default=None,
+                    help="whole: the two epoch counts E1,E2 each side runs (default 1,9; 1,2 with --quick)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -684,12 +697,27 @@ def main(argv: list[str] | None = None) -> int:
             if "peak" not in res:
                 section("peak", lambda: matmul_peak(sizes.peak_n, sizes.peak_reps))
             section("toy_ensemble", lambda: bench_toy_ensemble(args.quick, res["peak"]["gflops"]))
+        if "step" in sections:
+            from step_profile import bench_step
+
+            if "peak" not in res:
+                section("peak", lambda: matmul_peak(sizes.peak_n, sizes.peak_reps))
+            steps = args.step_steps or (20 if args.quick else 200)
+            section("step", lambda: bench_step(args.threads, res["peak"]["gflops"], steps=steps,
+                                               warm=3 if args.quick else 20,
+                                               gemm_reps=3 if args.quick else 7))
     if "pipeline" in sections:
         section("pipeline", lambda: bench_pipeline(args.pipeline_dry))
     if "stages" in sections:
         from stage_cost import bench_stage_cost
 
         section("stages", lambda: bench_stage_cost(reps=1 if args.quick else 2))
+    if "whole" in sections:
+        from whole_process import bench_whole
+
+        pair = args.whole_epochs or ("1,2" if args.quick else "1,9")
+        e1, e2 = (int(x) for x in pair.split(","))
+        section("whole", lambda: bench_whole(args.threads, (e1, e2), reps=1 if args.quick else 2))
     if sections & {"ddp", "store"}:
         import scale
 

@@ -1,15 +1,19 @@
 """Smoke test of bench/run.py: the quick mode runs end to end and every measurement in its
-JSON is a positive number. Speeds are deliberately not asserted: they depend on the machine
-and on whatever else it is running, so only the plumbing is under test here."""
+JSON is a positive number; the step and whole sections at tiny sizes, with their arithmetic
+(phase shares add up, GEMMs placed on layers, per-epoch split). Speeds are deliberately not
+asserted: they depend on the machine and on whatever else it is running, so only the plumbing
+is under test here."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +77,92 @@ def test_stage_cost_splits_wall_time_into_fixed_cost_and_work(monkeypatch) -> No
     assert (fixed, slope) == pytest.approx((5.0, 0.5))
     with pytest.raises(ValueError):
         fixed_and_slope(8, 9.0, 8, 10.0)
+
+
+def _run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "r.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--threads", "1", "--out", str(out), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def test_bench_step_attributes_the_step_and_its_gemms(tmp_path: Path) -> None:
+    res, stdout = _run_bench(tmp_path, "--only", "step", "--quick", "--step-steps", "10")
+    step = res["step"]
+    for key in ("step_ms", "profiled_step_ms", "gemm_mflop_per_step", "gemm_calls_per_step",
+                "own_shape_limit_ms", "achieved_gflops", "pct_own_shape_limit",
+                "gemm_in_step_ms_profiled", "peak_gflops", "pct_peak"):
+        assert _positive(step[key]) and _finite(step[key]), (key, step[key])
+    assert step["steps"] == 10 and step["threads"] == 1 and step["batch_size"] == 64
+
+    # every phase is reported, `other` included, and together they make the whole step
+    shares = {ph["phase"]: ph["share"] for ph in step["phases"]}
+    assert "other" in shares and len(shares) == len(step["phases"])
+    assert 0.85 <= sum(shares.values()) <= 1.15, shares
+    for phase in ("G forward", "D forward", "D backward", "G backward", "optimiser", "EMA"):
+        assert shares[phase] > 0, (phase, shares)
+    for ph in step["phases"]:
+        assert _finite(ph["ms_per_step"]) and _finite(ph["share"]), ph
+    assert sum(ph["ms_per_step"] for ph in step["phases"]) == pytest.approx(step["step_ms"], rel=0.15)
+
+    # every GEMM is placed on a layer, and every Linear layer of G and D runs forward
+    assert step["gemms"] and all(g["role"] != "?" for g in step["gemms"]), step["gemms"]
+    for g in step["gemms"]:
+        assert _positive(g["isolated_gflops"]) and _positive(g["calls_per_step"]), g
+    roles = " / ".join(g["role"] for g in step["gemms"])
+    for layer in step["layers"]:
+        assert f"{layer['net']} {layer['in']}>{layer['out']} fwd" in roles, layer
+    assert "own-shape limit" in stdout and "% of step" in stdout
+
+
+def test_tutorial_script_trains_on_a_prepared_npz(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = tmp_path / "train.npz"
+    np.savez(data, images=rng.integers(0, 256, (128, 1, 28, 28), dtype=np.uint8),
+             labels=rng.integers(0, 10, 128))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "tutorial_gan.py"), "--data", str(data), "--epochs", "1",
+         "--threads", "1", "--out_dir", str(tmp_path / "images")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[Epoch 0/1] [Batch 1/2]" in proc.stdout  # 128 images, batch 64
+    assert "TUTORIAL_TIMES" in proc.stdout
+    assert (tmp_path / "images" / "0.png").exists()
+
+
+def test_whole_process_splits_wall_time_into_epochs_and_start_up(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from whole_process import per_epoch_split
+
+    # 8 s of start-up and 2 s per epoch, timed at 1 and 9 epochs
+    assert per_epoch_split(1, 10.0, 9, 26.0) == pytest.approx((2.0, 8.0))
+    with pytest.raises(ValueError):
+        per_epoch_split(9, 26.0, 9, 27.0)
+
+
+@pytest.mark.slow
+def test_bench_whole_runs_both_sides_as_fresh_processes(tmp_path: Path) -> None:
+    res, stdout = _run_bench(tmp_path, "--only", "whole", "--quick")
+    whole = res["whole"]
+    assert whole["epochs"] == [1, 2] and _positive(whole["n_train"]) and _positive(whole["prepare_s"])
+    assert [r["side"] for r in whole["rows"]] == ["tutorial", "ganlab", "ganlab, monitor off"]
+    for row in whole["rows"]:
+        assert all(_positive(w) for w in row["wall_s"]), row
+        assert all(_positive(t) for t in row["train_s"]), row
+        # the processes' own clocks around their epochs grow with the epochs
+        assert _positive(row["loop_per_epoch_s"]), row
+        # the wall-time difference of 1 and 2 epochs is noise-prone on a shared machine: it is
+        # only required to be a number here (the full run uses 1 and 9 epochs)
+        for key in ("per_epoch_s", "startup_s", "per_epoch_vs_tutorial"):
+            assert _finite(row[key]), (key, row)
+    assert whole["rows"][0]["per_epoch_vs_tutorial"] == pytest.approx(1.0)
+    assert "per epoch / tutorial" in stdout
