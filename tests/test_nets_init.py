@@ -9,10 +9,10 @@ from torch import nn
 from ganlab.nets.dcgan import DCDiscriminator, DCGenerator
 
 
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
-def test_dcgan_weights_are_normal_0_002_and_bn_scales_normal_1_002(shape):
-    torch.manual_seed(0)
-    nets = [DCGenerator(100, shape, 64), DCDiscriminator(shape, 64, "batch")]
+def _assert_radford_init(nets, extra=None) -> list[torch.Tensor]:
+    """N(0, 0.02) weights (checked where there are enough draws to pin the statistics down),
+    N(1, 0.02) batch-norm scales, zero biases; `extra(m)` may add (scales, biases) of other
+    module types. Returns the weights."""
     weights, scales, biases = [], [], []
     for net in nets:
         for m in net.modules():
@@ -20,17 +20,27 @@ def test_dcgan_weights_are_normal_0_002_and_bn_scales_normal_1_002(shape):
                 weights.append(m.weight.detach().flatten())
                 if m.bias is not None:
                     biases.append(m.bias.detach())
-            elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.affine:
                 scales.append(m.weight.detach())
                 biases.append(m.bias.detach())
+            elif extra is not None and (more := extra(m)) is not None:
+                scales.append(more[0])
+                biases.append(more[1])
     for w in weights:
-        if w.numel() >= 4096:  # enough draws to pin the statistics down
+        if w.numel() >= 4096:
             assert abs(float(w.mean())) < 0.002
             assert float(w.std()) == pytest.approx(0.02, rel=0.05)
     s = torch.cat(scales)
     assert float(s.mean()) == pytest.approx(1.0, abs=0.003)
     assert float(s.std()) == pytest.approx(0.02, rel=0.15)
     assert all(bool((b == 0).all()) for b in biases)
+    return weights
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_dcgan_weights_are_normal_0_002_and_bn_scales_normal_1_002(shape):
+    torch.manual_seed(0)
+    _assert_radford_init([DCGenerator(100, shape, 64), DCDiscriminator(shape, 64, "batch")])
 
 
 # ---- issue 21.7: the conditional nets are their unconditional twins plus conditioning ----------
@@ -131,28 +141,14 @@ def test_conditional_dcgan_nets_start_from_the_twins_initialisation(shape, g_con
 
     torch.manual_seed(0)
     nets = [CondDCGenerator(100, shape, 10, 64, g_cond), CondDCDiscriminator(shape, 10, 64, "batch", d_cond)]
-    weights, scales, biases = [], [], []
-    for net in nets:
-        for m in net.modules():
-            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-                weights.append(m.weight.detach().flatten())
-                if m.bias is not None:
-                    biases.append(m.bias.detach())
-            elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.affine:
-                scales.append(m.weight.detach())
-                biases.append(m.bias.detach())
-            elif isinstance(m, ConditionalBatchNorm):
-                scales.append(m.gain.weight.detach().flatten())
-                biases.append(m.bias.weight.detach())
+
+    def cbn(m):  # a conditional batch norm's per-class gains and biases
+        if isinstance(m, ConditionalBatchNorm):
+            return m.gain.weight.detach().flatten(), m.bias.weight.detach()
+        return None
+
+    weights = _assert_radford_init(nets, cbn)
     assert any(w.numel() >= 4096 for w in weights)
-    for w in weights:
-        if w.numel() >= 4096:
-            assert abs(float(w.mean())) < 0.002
-            assert float(w.std()) == pytest.approx(0.02, rel=0.05)
-    s = torch.cat(scales)
-    assert float(s.mean()) == pytest.approx(1.0, abs=0.003)
-    assert float(s.std()) == pytest.approx(0.02, rel=0.15)
-    assert all(bool((b == 0).all()) for b in biases)
     embed = nets[1].embed
     if embed is not None:  # the projection head's per-class half, initialised as its head psi
         assert float(embed.weight.detach().std()) == pytest.approx(0.02, rel=0.05)
