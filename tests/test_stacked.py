@@ -159,6 +159,49 @@ def test_a_tiny_stacked_run_end_to_end(in_tmp, tiny_raw):
         assert (in_tmp / f"metrics/stacked/{v}/seed0.csv").read_text().startswith("step,")
     with pytest.raises(Exception, match="not in params.yaml stacked.variants"):
         run_stacked(params, "nope", echo=lambda *_: None)
+    # the opt-in group's report: both variants' rows from their files, the floor, quoted rows
+    from ganlab.stages.stacked_report import run_stacked_report
+
+    text = run_stacked_report(params, echo=lambda *_: None).read_text()
+    for v in ("dc", "rp"):
+        m = json.loads((in_tmp / f"metrics/stacked/{v}.json").read_text())
+        se = m["modes_sd"] / math.sqrt(2)
+        assert f"| **{v}** | {m['pack']} |" in text and f"{m['modes_mean']:.1f} ± {se:.1f}" in text
+    assert f"Floor: {floor['modes_covered']}/1000 modes" in text and "quoted: PacGAN Table 3" in text
+
+
+def test_stacked_report_rows_beside_the_quoted_tables():
+    from ganlab.report.stacked import stacked_section
+
+    def row(pack, ratio, loss, modes, kl, r1=0.0, r2=0.0, n=3):
+        return {"pack": pack, "d_ratio": ratio, "loss": loss, "r1": r1, "r2": r2, "n_seeds": n,
+                "modes_mean": float(np.mean(modes)), "modes_sd": float(np.std(modes, ddof=1)),
+                "kl_mean": float(np.mean(kl)), "kl_sd": float(np.std(kl, ddof=1))}
+
+    rows = {"dcgan": row(1, 0.25, "nonsaturating", [10, 20, 30], [5.0, 5.2, 5.4]),
+            "rpgan_r1r2": row(1, 0.5, "relativistic", [999, 1000, 1000], [0.05, 0.06, 0.07],
+                              r1=0.3, r2=0.3)}
+    text = "\n".join(stacked_section(rows, None, 4000, 2000))
+    quarter = text.split("### D at 0.25 of G's size")[1].split("###")[0]
+    half = text.split("### D at 0.5 of G's size")[1].split("###")[0]
+    # mean ± standard error (sd / sqrt(3)), the quoted tables' form
+    assert "| **dcgan** | 1 | nonsaturating | 20.0 ± 5.8 | 5.20 ± 0.12 | ours, 3 seed(s) |" in quarter
+    assert "| **rpgan_r1r2** | 1 | relativistic + R1 0.3 + R2 0.3 | 999.7 ± 0.3 |" in half
+    # PacGAN's rows under the matching D size, marked as quoted
+    assert "| *PacDCGAN4* | – | – | *667.4 ± 29.0* | *1.81 ± 0.15* | *quoted: PacGAN Table 3* |" in quarter
+    assert "*866.6 ± 12.1*" in half and "*866.6" not in quarter
+    assert "*1000.0 ± 0.0* | *0.06 ± 0.00* | *quoted: PacGAN Table 2* |" in text
+    assert "4,000 prepared training digits" in text and "Floor:" not in text
+
+
+def test_stacked_report_names_a_missing_run(in_tmp, tiny_raw):
+    from ganlab.stages.stacked_report import REPORT_PATH, run_stacked_report
+    from ganlab.util import GanlabError
+
+    params = parse_params(_stacked_raw(tiny_raw, dc={}, rp={"loss": "relativistic"}))
+    with pytest.raises(GanlabError, match=r"metrics/stacked/dc\.json: not found \(run `ganlab stacked dc`"):
+        run_stacked_report(params, echo=lambda *_: None)
+    assert not (in_tmp / REPORT_PATH).exists()
 
 
 def test_a_stacked_run_reads_only_the_stacked_section(tiny_raw):

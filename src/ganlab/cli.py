@@ -228,6 +228,17 @@ def stacked_floor(params_path: Path = PARAMS) -> None:
     run_stacked_floor(params, echo=typer.echo)
 
 
+@app.command("stacked-report")
+@_errors_as_one_line
+def stacked_report(params_path: Path = PARAMS) -> None:
+    """Stacked MNIST's table (metrics/stacked_report.md): every stacked.variants entry beside
+    PacGAN's quoted rows, and the floor."""
+    params = _setup(params_path)
+    from ganlab.stages.stacked_report import run_stacked_report
+
+    run_stacked_report(params, echo=typer.echo)
+
+
 @app.command()
 @_errors_as_one_line
 def theory(
