@@ -158,11 +158,11 @@ def test_bench_whole_runs_both_sides_as_fresh_processes(tmp_path: Path) -> None:
     for row in whole["rows"]:
         assert all(_positive(w) for w in row["wall_s"]), row
         assert all(_positive(t) for t in row["train_s"]), row
-        # the processes' own clocks around their epochs grow with the epochs
-        assert _positive(row["loop_per_epoch_s"]), row
-        # the wall-time difference of 1 and 2 epochs is noise-prone on a shared machine: it is
-        # only required to be a number here (the full run uses 1 and 9 epochs)
-        for key in ("per_epoch_s", "startup_s", "per_epoch_vs_tutorial"):
+        # the differences of 1 and 2 epochs, of wall time and of the processes' own clocks
+        # (the first epoch pays the warm-up), are noise-prone on a shared machine (CI saw
+        # ganlab's own clock give 2.22 s at 1 epoch and 2.21 s at 2): they are only required
+        # to be numbers here (the full run uses 1 and 9 epochs)
+        for key in ("per_epoch_s", "startup_s", "per_epoch_vs_tutorial", "loop_per_epoch_s"):
             assert _finite(row[key]), (key, row)
     assert whole["rows"][0]["per_epoch_vs_tutorial"] == pytest.approx(1.0)
     assert "per epoch / tutorial" in stdout
