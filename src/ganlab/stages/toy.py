@@ -34,7 +34,7 @@ def skip_toy(params_path: Path, variant: str, echo=print) -> bool:
 def run_toy(params: Params, variant: str, echo=print) -> dict:
     import torch
 
-    from ganlab.toy.suite import forked_workers, members_of, run_toy_variant
+    from ganlab.toy.suite import forked_workers, members_of, run_toy_variant, toy_variant_settings
     from ganlab.tracking import runs as tracking
     from ganlab.tracking.store import TOY
 
@@ -51,8 +51,8 @@ def run_toy(params: Params, variant: str, echo=print) -> dict:
         cells = run_toy_variant(variant, v, cfg, out, log=echo)
     seconds = time.perf_counter() - t0
     # no wall time in the DVC metrics file: the same params must give the same bytes
-    # n_critic as the toy runs train it: a variant's own toy settings may replace its image one
-    n_critic = int(cfg.variants.get(variant, {}).get("n_critic", v.n_critic))
+    # n_critic as the toy runs train it (a variant's own toy settings may replace its image one)
+    n_critic = int(toy_variant_settings(v.__dict__, cfg, variant)["n_critic"])
     summary.update(toy_runs=len(members_of(cfg)), g_steps=cfg.g_steps, n_critic=n_critic)
     for dataset, m in cells.items():
         summary.update({f"{dataset}.{k}": x for k, x in m.items()})
