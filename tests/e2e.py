@@ -28,6 +28,8 @@ def env_for(uri: str | None = None) -> dict[str, str]:
     if uri:
         env["MLFLOW_TRACKING_URI"] = uri
     env["OMP_NUM_THREADS"] = "1"
+    # a stage that loads a module its code manifest does not list fails instead of warning
+    env["GANLAB_STRICT_CODE"] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
 

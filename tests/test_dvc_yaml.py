@@ -1,12 +1,11 @@
 """dvc.yaml stays in step with params.yaml and declares exactly what each stage reads.
 
-The declared deps are checked against the code, not against a list kept by hand: for each
-stage, the `ganlab` command it runs is found in cli.py, and the import graph inside the
-`ganlab` package is walked from there with `ast` (module-level AND function-level imports,
-relative imports too). Every module file reached must be a declared dep (itself or a
-declared parent folder), and every params.yaml section that code reads (`params.<section>`
-attribute accesses) must be a declared params key. Conservative on purpose: a module counts
-as read as soon as anything in the closure imports it, even inside a function.
+Code: each stage depends on one file, data/code/<command>.txt, which the `code` stage writes
+from the import graph inside the `ganlab` package (ganlab.runtime.code: from the command's
+function in cli.py, module- and function-level imports, relative ones too); the tests below
+check that walk against what a real process loads, and that a manifest changes only with
+its own code. Params: every params.yaml section the command's code reads
+(`params.<section>` attribute accesses) must be a declared params key, and nothing more.
 """
 
 from __future__ import annotations
@@ -14,16 +13,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
-from functools import cache
+import shutil
+from contextlib import chdir
 from pathlib import Path
 
+import pytest
 import yaml
 
+from ganlab.runtime import code
 from tests.conftest import REPO
-
-SRC = REPO / "src"
-CLI = SRC / "ganlab" / "cli.py"
-
 
 # The opt-in pipelines beside the default one (`dvc repro stacked/dvc.yaml`); their stages
 # run from the project root (`wdir: ..`), so their paths read as the top-level file's.
@@ -55,93 +53,21 @@ def _stages() -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------- the import graph
-def _module_file(name: str) -> Path | None:
-    base = SRC.joinpath(*name.split("."))
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
-        if cand.exists():
-            return cand
-    return None
-
-
-def _with_parents(name: str) -> set[str]:
-    parts = name.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-
-
-def _imports_in(nodes: list[ast.AST], module: str, is_package: bool) -> set[str]:
-    """`ganlab` modules imported anywhere inside `nodes` (at any depth)."""
-    found: set[str] = set()
-    for top in nodes:
-        for node in ast.walk(top):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:  # relative: resolve against the importing module's package
-                    pkg = module.split(".") if is_package else module.split(".")[:-1]
-                    pkg = pkg[: len(pkg) - (node.level - 1)]
-                    base = ".".join(pkg + ([node.module] if node.module else []))
-                else:
-                    base = node.module or ""
-                # `from ganlab import tracking` imports a module; `from x import f` the module x
-                names = [base] + [f"{base}.{a.name}" for a in node.names
-                                  if _module_file(f"{base}.{a.name}") is not None]
-            else:
-                continue
-            for n in names:
-                if n == "ganlab" or n.startswith("ganlab."):
-                    found |= _with_parents(n)
-    return found
-
-
-@cache
-def _tree(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
-
-
-def _cli_command_nodes(command: str) -> list[ast.AST]:
-    """The cli.py function a command runs, plus the module-level helpers it references
-    (decorators, `_setup`), transitively, plus cli.py's module-level statements."""
-    tree = _tree(CLI)
-    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert command in funcs, f"cli.py has no command function {command!r}"
-    todo, seen = [command], set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo += [n.id for n in ast.walk(funcs[name]) if isinstance(n, ast.Name) and n.id in funcs]
-    top = [n for n in tree.body if not isinstance(n, ast.FunctionDef)]
-    return top + [funcs[n] for n in sorted(seen)]
-
-
+# The walk itself is the library's (the `code` stage writes each command's manifest from it);
+# test_manifests_cover_what_a_stage_loads checks it against what a real process loads.
 def _closure(command: str, through_params: bool = True) -> set[str]:
-    """Every `ganlab` module the command can import (`through_params=False`: not following
-    the imports of ganlab.params, the validation of params.yaml)."""
-    todo = list(_imports_in(_cli_command_nodes(command), "ganlab.cli", False))
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = _module_file(name)
-        assert path is not None, f"{name} is imported but no file defines it"
-        if through_params or not name.startswith("ganlab.config"):
-            todo += _imports_in([_tree(path)], name, path.name == "__init__.py")
-    return seen
+    with chdir(REPO):
+        return code.closure(command, through_params)
 
 
-def _is_trivial(path: Path) -> bool:
-    """A package __init__ with nothing but a docstring runs no code worth declaring."""
-    body = _tree(path).body
-    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+def _cli_command_nodes(command: str):
+    with chdir(REPO):
+        return code.cli_command_nodes(command)
 
 
-def _required_files(command: str) -> set[str]:
-    files = {str(_module_file(m).relative_to(REPO)) for m in _closure(command)}
-    files.add(str(CLI.relative_to(REPO)))  # every stage's command runs through cli.py
-    return {f for f in files if not _is_trivial(REPO / f)}
+def _module_file(name: str) -> Path:
+    with chdir(REPO):
+        return code.module_file(name)
 
 
 # ---------------------------------------------------------------- params sections read
@@ -194,7 +120,7 @@ def _required_params(command: str) -> set[str]:
     # params.py, and what it imports to do so, read every section to validate it: not a
     # use. (Its imports still count as code deps above.)
     nodes = _cli_command_nodes(command)
-    nodes += [_tree(_module_file(m)) for m in sorted(_closure(command, through_params=False))
+    nodes += [code.tree(_module_file(m)) for m in sorted(_closure(command, through_params=False))
               if not m.startswith("ganlab.config")]
     read = _params_read(nodes)
     # parse_params multiplies every variant's epochs and toy.g_steps by budget_scale: a stage
@@ -237,44 +163,56 @@ def _command(cmd: str) -> str:
 
 
 # ---------------------------------------------------------------- tests
-def test_every_stage_declares_the_code_and_params_it_reads():
+def _pipeline_stages() -> dict[str, dict]:
+    """Every stage but `code` itself (which reads the source and no params)."""
+    return {n: st for n, st in _stages().items() if _command(st["cmd"]) != "code"}
+
+
+def test_every_stage_declares_its_code_manifest_and_the_params_it_reads():
+    """The code a stage runs is one dep, its manifest (written by the `code` stage from the
+    import walk); the params it reads are listed key by key."""
     problems = []
-    for name, st in _stages().items():
+    for name, st in _pipeline_stages().items():
         cmd = _command(st["cmd"])
-        missing = sorted(f for f in _required_files(cmd) if not _covered(f, st["deps"]))
+        code_deps = [d for d in st["deps"] if d.startswith(("src/", "data/code"))]
+        if code_deps != [f"data/code/{cmd}.txt"]:
+            problems.append(f"  stage {name} ({st['cmd']}): its code deps are {code_deps}, "
+                            f"want exactly ['data/code/{cmd}.txt']")
         declared = _declared_sections(st["params"])
         missing_params = sorted(r for r in _required_params(cmd)
                                 if r not in declared and _section(r) not in declared)
-        if missing:
-            problems.append(f"  stage {name} ({st['cmd']}): add deps {missing}")
         if missing_params:
             problems.append(f"  stage {name} ({st['cmd']}): add params {missing_params}")
     assert not problems, "dvc.yaml under-declares what stages read:\n" + "\n".join(problems)
 
 
-def test_no_stage_declares_code_or_params_it_does_not_read():
+def test_the_code_stage_reads_the_source_and_writes_a_manifest_per_stage_command():
+    st = _dvc()["stages"]["code"]
+    assert st["cmd"] == "ganlab code" and st["deps"] == ["src/ganlab"] and "params" not in st
+    assert st["outs"] == ["data/code"]
+    used = {_command(s["cmd"]) for s in _pipeline_stages().values()}
+    with chdir(REPO):
+        assert used <= set(code.stage_commands())
+
+
+def test_no_stage_declares_params_it_does_not_read():
     """The converse, so the lists stay exact: a stale dep reruns a stage for nothing."""
     problems = []
-    for name, st in _stages().items():
+    for name, st in _pipeline_stages().items():
         cmd = _command(st["cmd"])
-        required = _required_files(cmd)
-        extra = sorted(d for d in st["deps"] if d.startswith("src/")
-                       and not any(_covered(f, [d]) for f in required))
         read = _required_params(cmd)
         extra_params = sorted(d for d in _declared_sections(st["params"]) if d not in read
                               and not ("." not in d and any(_section(r) == d for r in read)))
-        if extra:
-            problems.append(f"  stage {name}: remove deps {extra}")
         if extra_params:
             problems.append(f"  stage {name}: remove params {extra_params}")
     assert not problems, "dvc.yaml declares what stages do not read:\n" + "\n".join(problems)
 
 
 def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path):
-    code = ("from . import util\nfrom .data import images\n"
-            "def f():\n    from ganlab.metrics import fid\n    import ganlab.scoring\n")
-    nodes = [ast.parse(code)]
-    found = _imports_in(nodes, "ganlab.x", False)
+    src = ("from . import util\nfrom .data import images\n"
+           "def f():\n    from ganlab.metrics import fid\n    import ganlab.scoring\n")
+    nodes = [ast.parse(src)]
+    found = code.imports_in(nodes, "ganlab.x", False)
     assert {"ganlab.util", "ganlab.data.images", "ganlab.metrics.fid", "ganlab.scoring"} <= found
     assert _params_read([ast.parse("def g(self):\n    a = self.params.toy\n    b = params.seed\n"
                                    "    p = params.variant('gan')\n    c = params.items()\n")]) == {
@@ -316,24 +254,69 @@ def test_variant_stages_depend_on_their_own_params_key():
         assert "variants.${key}" in dvc[stage]["do"]["params"]
 
 
-def test_toy_stage_declares_every_module_it_imports():
+def test_manifests_cover_what_a_stage_loads(tmp_path):
+    """The static walk against a real process: every `ganlab` module that the toy command's
+    code loads (the suite, tracking, the toy nets) is in toy's manifest, and so on for report."""
     import subprocess
     import sys
 
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    deps = set(dvc["toy"]["do"]["deps"])
-    # what `ganlab toy V` loads: the command's module, the suite, tracking, the toy nets
-    code = ("import sys, ganlab.cli, ganlab.stages.toy, ganlab.toy.suite, ganlab.tracking.runs\n"
-            "from ganlab.nets.build import build_gan\nfrom ganlab.config.params import TrainParams\n"
-            "build_gan(TrainParams(arch='toy', spectral_norm=True), (2,))\n"
-            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'ganlab'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO).stdout.split()
-    files = {"src/" + f.split("/src/", 1)[1] for f in out if f.endswith(".py")}
-    files = {f for f in files if not _is_trivial(REPO / f)}  # docstring-only packages
-    assert {"src/ganlab/toy/ensemble.py", "src/ganlab/nets/toy_ensemble.py",
-            "src/ganlab/config/toy.py"} <= files
-    missing = sorted(f for f in files if f not in deps)
-    assert not missing, f"toy stage reads undeclared modules: {missing}"
+    with chdir(REPO):
+        code.write_manifests(tmp_path)
+    toy = set(code.read_manifest(tmp_path / "toy.txt"))
+    src = ("import sys, ganlab.cli, ganlab.stages.toy, ganlab.toy.suite, ganlab.tracking.runs\n"
+           "from ganlab.nets.build import build_gan\nfrom ganlab.config.params import TrainParams\n"
+           "build_gan(TrainParams(arch='toy', spectral_norm=True), (2,))\n"
+           "from ganlab.runtime.code import _loaded_files\nprint('\\n'.join(sorted(_loaded_files())))")
+    out = set(subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
+                             check=True, cwd=REPO).stdout.split())
+    assert {"ganlab/toy/ensemble.py", "ganlab/nets/toy_ensemble.py", "ganlab/config/toy.py"} <= out
+    missing = sorted(out - toy - {"ganlab/runtime/code.py"})  # the probe's own import
+    assert not missing, f"toy's manifest misses modules it loads: {missing}"
+    assert "ganlab/report/toy.py" in set(code.read_manifest(tmp_path / "report.txt"))
+    assert "ganlab/tracking/models.py" not in toy
+    dvc = _dvc()["stages"]
     assert {"toy", "variants.${key}"} <= set(dvc["toy"]["do"]["params"])
-    assert "src/ganlab/report/toy.py" in dvc["report"]["deps"] and "toy" in dvc["report"]["params"]
+    assert "toy" in dvc["report"]["params"]
+
+
+def _project(tmp_path: Path) -> Path:
+    """A folder with a copy of the package under src/, as a project has it."""
+    shutil.copytree(REPO / "src" / "ganlab", tmp_path / "src" / "ganlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def test_a_manifest_changes_only_with_its_own_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(_project(tmp_path))
+    code.write_manifests()
+    before = {p.name: p.read_text() for p in code.CODE_DIR.glob("*.txt")}
+    assert set(before) == {f"{c}.txt" for c in code.stage_commands()}
+    toy_file = tmp_path / "src/ganlab/report/toy.py"  # read by the report only
+    toy_file.write_text(toy_file.read_text() + "\n# an edit\n")
+    code.write_manifests()
+    after = {p.name: p.read_text() for p in code.CODE_DIR.glob("*.txt")}
+    assert {n for n in before if before[n] != after[n]} == {"report.txt"}
+
+
+def test_the_guard_refuses_a_stale_manifest_and_names_a_missed_import(tmp_path, monkeypatch):
+    from ganlab.util import GanlabError
+
+    monkeypatch.chdir(_project(tmp_path))
+    code.write_manifests()
+    with code.guard("report"):
+        pass  # fresh: it runs (this test process loads more than the report: a warning only)
+    f = tmp_path / "src/ganlab/report/table.py"
+    f.write_text(f.read_text() + "\n# an edit\n")
+    with pytest.raises(GanlabError, match=r"report\.txt: stale for ganlab/report/table\.py"):
+        with code.guard("report"):
+            raise AssertionError("the stage must not start")
+    code.write_manifests()
+    import ganlab.tracking.models  # noqa: F401  (not in judge's manifest)
+
+    monkeypatch.setenv(code.STRICT_ENV, "1")
+    with pytest.raises(GanlabError, match=r"loaded .*ganlab/tracking/models\.py, not in"):
+        with code.guard("judge"):
+            pass
+    monkeypatch.delenv(code.STRICT_ENV)
+    with code.guard("judge"):  # a user's run: a warning on stderr, the work kept
+        pass

@@ -27,12 +27,16 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to read
 
 
 def _errors_as_one_line(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One line and exit 2 for a user error; a pipeline stage runs against its code
+    manifest (ganlab.runtime.code.guard: refused if stale, checked for missed imports)."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ganlab.runtime.code import guard
         from ganlab.util import GanlabError
 
         try:
-            return fn(*args, **kwargs)
+            with guard(fn.__name__):
+                return fn(*args, **kwargs)
         except GanlabError as e:
             typer.echo(f"ganlab: error: {e}", err=True)
             raise typer.Exit(2) from None
@@ -50,6 +54,16 @@ def _setup(params_path: Path, variant: str | None = None):
 
     deterministic_algorithms()
     return params
+
+
+@app.command()
+@_errors_as_one_line
+def code() -> None:
+    """Write data/code/<command>.txt: the source files (and hashes) each pipeline stage's
+    command can run; each stage depends on its own (ganlab.runtime.code says why)."""
+    from ganlab.stages.code import run_code
+
+    run_code(echo=typer.echo)
 
 
 @app.command()
