@@ -126,3 +126,35 @@ def test_train_writes_outputs_and_mlflow_run(in_tmp, tiny_params):
     assert run.data.tags["variant"] == "minimax"
     hist = c.get_metric_history(run_id, "g_loss")
     assert len(hist) == summary["g_steps"] // params.variants["minimax"].log_every
+
+
+def test_optimisers_are_built_on_first_use_and_step_as_before():
+    """A trainer built only for its nets (the quality stage) builds no optimiser, so the
+    process never imports torch._dynamo (1.4-1.9 s); a step builds it, and the update is the
+    eager optimiser's."""
+    import subprocess
+    import sys
+
+    from ganlab.config.params import TrainParams
+    from ganlab.kinds.base import DeferredOptimizer, make_optimizer
+
+    p = TrainParams(lr=0.01)
+    net, twin = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    twin.load_state_dict(net.state_dict())
+    lazy = make_optimizer(p, net.parameters(), p.lr)
+    assert isinstance(lazy, DeferredOptimizer) and lazy._opt is None
+    eager = torch.optim.Adam(twin.parameters(), lr=p.lr, betas=p.betas)
+    x = torch.randn(5, 3)
+    for opt, m in ((lazy, net), (eager, twin)):
+        for _ in range(3):
+            opt.zero_grad()
+            m(x).square().sum().backward()
+            opt.step()
+    assert lazy._opt is not None and lazy.state_dict()["state"]
+    torch.testing.assert_close(net.weight, twin.weight, rtol=1e-6, atol=1e-7)
+    code = ("import sys, torch\nfrom ganlab.kinds.base import make_optimizer\n"
+            "from ganlab.config.params import TrainParams\n"
+            "make_optimizer(TrainParams(), torch.nn.Linear(2, 2).parameters(), 0.1)\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

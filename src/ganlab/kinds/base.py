@@ -51,10 +51,33 @@ PREVIEW_BN_BATCHES = 2
 Critic = Callable[[Tensor], Tensor]
 
 
-def make_optimizer(p: TrainParams, params, lr: float) -> torch.optim.Optimizer:
+class DeferredOptimizer:
+    """An optimiser built on first use. Constructing the first torch optimiser in a process
+    imports torch._dynamo (1.4-1.9 s on 2 cores), which a stage that builds a trainer only
+    for its nets and fixed inputs (quality) never needs. The optimiser holds no state until
+    it steps, so building it later changes nothing."""
+
+    def __init__(self, build: Callable[[], torch.optim.Optimizer]):
+        self._build = build
+        self._opt: torch.optim.Optimizer | None = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_build", "_opt"):
+            raise AttributeError(name)
+        if self._opt is None:
+            self._opt = self._build()
+        return getattr(self._opt, name)
+
+
+def make_optimizer(p: TrainParams, params, lr: float) -> DeferredOptimizer:
+    """`p.optimizer` over `params` at `lr`, built on first use (DeferredOptimizer)."""
+    params = list(params)
+    return DeferredOptimizer(lambda: _build_optimizer(p, params, lr))
+
+
+def _build_optimizer(p: TrainParams, params: list, lr: float) -> torch.optim.Optimizer:
     # fused kernels (one pass over all parameters) where this torch build has them for
     # the device; the foreach (multi-tensor) path otherwise. Same update rule either way.
-    params = list(params)
     if p.optimizer == "adam":
         try:
             return torch.optim.Adam(params, lr=lr, betas=p.betas, fused=True)
@@ -104,7 +127,7 @@ class Trainer:
         self.loss = build_loss(p.loss, p.ls_targets)
         self.sigma = SigmaTracker()
         self.modules: dict[str, nn.Module] = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.optimizers: dict[str, DeferredOptimizer] = {}
         self.ema_updates = 0
         self.steps_per_epoch = 0
         self.total_d_steps = 0
