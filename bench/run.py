@@ -5,8 +5,8 @@ FLOP counts, evaluation speed, scaling, and (optionally) the DVC pipeline's wall
 Every number is measured in one run on one machine, so the useful outputs are the ratios
 (speed-up over the baseline, share of the measured matmul peak), not the absolute rates.
 See bench/README.md. What the bench scripts share is in bench/common.py; the sections
-toy_ensemble, stages, step, whole and ddp/store are in toy_bench.py, stage_cost.py,
-step_profile.py, whole_process.py and scale.py. Usage:
+toy_ensemble, stages, step, whole, dvc_lock and ddp/store are in toy_bench.py, stage_cost.py,
+step_profile.py, whole_process.py, dvc_lock.py and scale.py. Usage:
 
     python bench/run.py                   # full benchmark, all cores
     python bench/run.py --quick --threads 1 --out /tmp/r.json   # smoke test, < 60 s
@@ -50,7 +50,7 @@ from common import (
 
 CHILD_TAG = "BENCH_CHILD_RESULT "
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
-            "stages", "step", "whole")
+            "stages", "step", "whole", "dvc_lock")
 
 
 @dataclass(frozen=True)
@@ -581,6 +581,10 @@ def print_report(res: dict) -> None:
         from step_profile import print_step
 
         print_step(res["step"])
+    if res.get("dvc_lock"):
+        from dvc_lock import print_dvc_lock
+
+        print_dvc_lock(res["dvc_lock"])
     if res.get("whole"):
         from whole_process import print_whole
 
@@ -712,6 +716,10 @@ def main(argv: list[str] | None = None) -> int:
         from stage_cost import bench_stage_cost
 
         section("stages", lambda: bench_stage_cost(reps=1 if args.quick else 2))
+    if "dvc_lock" in sections:
+        from dvc_lock import bench_dvc_lock
+
+        section("dvc_lock", lambda: bench_dvc_lock(reps=1 if args.quick else 3))
     if "whole" in sections:
         from whole_process import bench_whole
 

@@ -166,3 +166,36 @@ def test_bench_whole_runs_both_sides_as_fresh_processes(tmp_path: Path) -> None:
             assert _finite(row[key]), (key, row)
     assert whole["rows"][0]["per_epoch_vs_tutorial"] == pytest.approx(1.0)
     assert "per epoch / tutorial" in stdout
+
+
+def test_dvc_lock_bench_expands_manifests_into_the_per_file_deps(monkeypatch, tmp_path: Path) -> None:
+    """The baseline lock lists, for each manifest, the md5 and size of every file it names;
+    both locks go through DVC's own update, and the longer one costs more."""
+    import hashlib
+
+    import yaml
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from dvc_lock import bench_dvc_lock, expand_manifests
+
+    names = [f"ganlab/m{i}.py" for i in range(40)]
+    for n in names:
+        (tmp_path / "src" / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / n).write_text(f"x = {n!r}\n")
+    (tmp_path / "data/code").mkdir(parents=True)
+    (tmp_path / "data/code/train.txt").write_text(
+        "# header\n" + "".join(f"{'0' * 64}  {n}\n" for n in names))
+    dep = {"path": "data/code/train.txt", "hash": "md5", "md5": "ab", "size": 1}
+    lock = {"schema": "2.0", "stages": {f"train@v{i}": {"cmd": f"ganlab train v{i}",
+                                                       "deps": [dep]} for i in range(20)}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    big = expand_manifests(lock, tmp_path)
+    first = big["stages"]["train@v0"]["deps"]
+    assert [d["path"] for d in first] == sorted(f"src/{n}" for n in names)
+    data = (tmp_path / "src" / names[0]).read_bytes()
+    assert first[0] == {"path": "src/ganlab/m0.py", "hash": "md5",
+                        "md5": hashlib.md5(data).hexdigest(), "size": len(data)}
+    res = bench_dvc_lock(tmp_path, reps=1)
+    small, large = res["rows"]
+    assert res["stages"] == 20 and large["lock_lines"] > 10 * small["lock_lines"]
+    assert res["per_file_over_manifests"] > 1
