@@ -303,10 +303,15 @@ def test_the_guard_refuses_a_stale_manifest_and_names_a_missed_import(tmp_path, 
 
     monkeypatch.chdir(_project(tmp_path))
     code.write_manifests()
+    monkeypatch.setenv("DVC_STAGE", "report")  # what DVC sets for a stage's command
     with code.guard("report"):
         pass  # fresh: it runs (this test process loads more than the report: a warning only)
     f = tmp_path / "src/ganlab/report/table.py"
     f.write_text(f.read_text() + "\n# an edit\n")
+    monkeypatch.delenv("DVC_STAGE")
+    with code.guard("report"):
+        pass  # by hand, outside DVC: not checked
+    monkeypatch.setenv("DVC_STAGE", "report")
     with pytest.raises(GanlabError, match=r"report\.txt: stale for ganlab/report/table\.py"):
         with code.guard("report"):
             raise AssertionError("the stage must not start")

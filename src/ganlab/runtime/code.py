@@ -14,9 +14,9 @@ helpers it calls), the imports inside the `ganlab` package are walked with `ast`
 function-level, relative ones too. Conservative on purpose: a module counts as soon as
 anything in the closure imports it, even inside a function.
 
-Each stage reads its manifest (`guard`): it refuses a manifest that no longer matches the code
-on disk (the `code` stage did not run), and at the end it checks that every `ganlab` module
-the process loaded is listed; a missed one is a warning naming it (an error with
+Under DVC each stage reads its manifest (`guard`): it refuses a manifest that no longer matches
+the code on disk (the `code` stage did not run), and at the end it checks that every `ganlab`
+module the process loaded is listed; a missed one is a warning naming it (an error with
 GANLAB_STRICT_CODE=1, as the tests run it), since DVC would not rerun the stage when it changes.
 """
 
@@ -228,11 +228,12 @@ def _complain(message: str) -> None:
 
 @contextmanager
 def guard(command: str, root: Path = CODE_DIR) -> Iterator[None]:
-    """Run a stage command against its manifest, when one exists (a pipeline run; a command
-    run by hand in a project without `data/code` is not checked): stale files are refused
-    before any work, and modules loaded outside the manifest are named at the end."""
+    """Run a stage command against its manifest when DVC runs it (DVC sets DVC_STAGE for every
+    stage command) and the manifest exists: stale files are refused before any work, and
+    modules loaded outside the manifest are named at the end. A command run by hand is not
+    checked: DVC records nothing of it, and an edit need not be followed by `ganlab code`."""
     path = manifest_path(command, root)
-    if not path.exists():
+    if not os.environ.get("DVC_STAGE") or not path.exists():
         yield
         return
     listed, src = read_manifest(path), source_root()
