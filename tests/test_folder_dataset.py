@@ -240,6 +240,9 @@ def test_prepare_depends_on_dataset_root_which_a_fresh_clone_has(tmp_path):
                               timeout=300, env=env_for())
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    # prepare's other dep, its code manifest, is the `code` stage's output: run that for real
+    out = dvc("repro", "--single-item", "code")
+    assert out.returncode == 0, out.stdout + out.stderr
     out = dvc("repro", "--dry", "--single-item", "prepare")
     assert out.returncode == 0 and "Running stage 'prepare'" in out.stdout, out.stdout + out.stderr
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
