@@ -81,6 +81,22 @@ def write_params(path: Path, raw: dict) -> Path:
     return path
 
 
+def prepare_both_domains(params) -> None:
+    """What `dvc repro` runs before the cycle kind trains, in the current folder: both domains'
+    data, both judges and MNIST's floor."""
+    from ganlab.runtime.paths import UCI_DIR, UCI_JUDGE_PATH
+    from ganlab.stages.floor import run_floor
+    from ganlab.stages.judge import run_judge
+    from ganlab.stages.prepare import run_prepare
+    from ganlab.stages.prepare_uci import run_prepare_uci
+
+    run_prepare(params)
+    run_prepare_uci(params)
+    run_judge(params)
+    run_floor(params)
+    run_judge(params, UCI_DIR, UCI_JUDGE_PATH, suffix="_uci")
+
+
 def die_after_epochs(train_module, monkeypatch, n: int):
     """Make the training loop raise KeyboardInterrupt (a Ctrl-C) once `n` epochs have run;
     returns the real epoch function, to put back before resuming."""

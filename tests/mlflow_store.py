@@ -37,19 +37,24 @@ def project_env(root: Path):
                 os.environ[k] = v
 
 
-def build_tiny_store(root: Path) -> Path:
+def build_project(root: Path, variants: dict, *, quality: bool = False, toy_variant: str = "") -> Path:
+    """A project at root whose stages ran once, in `dvc repro`'s order, without DVC: prepare,
+    judge, floor; per variant train, (quality), sample, evaluate; then the toy suite of one
+    variant when named. The variants' params are the tiny ones with `variants` replaced."""
     from ganlab.cli import toy
     from ganlab.config.params import parse_params
     from ganlab.stages.evaluate import run_evaluate
     from ganlab.stages.floor import run_floor
     from ganlab.stages.judge import run_judge
     from ganlab.stages.prepare import run_prepare
+    from ganlab.stages.quality import run_quality
     from ganlab.stages.sample import run_sample
     from ganlab.stages.train import run_train
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "dvc.yaml").write_text("stages: {}\n")
-    raw = tiny_raw()
+    raw = tiny_params_dict()
+    raw["variants"] = dict(variants)
     write_params(root / "params.yaml", raw)
     params = parse_params(raw)
     quiet = lambda *_: None  # noqa: E731
@@ -57,9 +62,16 @@ def build_tiny_store(root: Path) -> Path:
         run_prepare(params)
         run_judge(params)
         run_floor(params)
-        for v in VARIANTS:
+        for v in variants:
             run_train(params, v, echo=quiet)
+            if quality:
+                run_quality(params, v, echo=quiet)
             run_sample(params, v, echo=quiet)
             run_evaluate(params, v, echo=quiet)
-        toy("gan", root / "params.yaml")
+        if toy_variant:
+            toy(toy_variant, root / "params.yaml")
     return root
+
+
+def build_tiny_store(root: Path) -> Path:
+    return build_project(root, VARIANTS, toy_variant="gan")

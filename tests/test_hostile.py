@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import tiny_params_dict, write_params
+from tests.conftest import write_params
 
 GANLAB = [sys.executable, "-m", "ganlab.cli"]
 NAN, INF = float("nan"), float("inf")
@@ -415,33 +415,10 @@ def _digest(root: Path) -> dict[str, str]:
 def trained(tmp_path_factory):
     """A project whose every stage ran once (prepare, judge, floor, train, quality, sample,
     evaluate) for one variant with the monitor on."""
-    from ganlab.config.params import parse_params
-    from ganlab.stages.evaluate import run_evaluate
-    from ganlab.stages.floor import run_floor
-    from ganlab.stages.judge import run_judge
-    from ganlab.stages.prepare import run_prepare
-    from ganlab.stages.quality import run_quality
-    from ganlab.stages.sample import run_sample
-    from ganlab.stages.train import run_train
-    from tests.mlflow_store import project_env
+    from tests.mlflow_store import build_project
 
     root = tmp_path_factory.mktemp("hostile") / "project"
-    root.mkdir()
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    raw = tiny_params_dict()
-    raw["variants"] = {"gan": {"loss": "nonsaturating"}}
-    write_params(root / "params.yaml", raw)
-    params = parse_params(raw)
-    quiet = lambda *_: None  # noqa: E731
-    with project_env(root):
-        run_prepare(params)
-        run_judge(params)
-        run_floor(params)
-        run_train(params, "gan", echo=quiet)
-        run_quality(params, "gan", echo=quiet)
-        run_sample(params, "gan", echo=quiet)
-        run_evaluate(params, "gan", echo=quiet)
-    return root
+    return build_project(root, {"gan": {"loss": "nonsaturating"}}, quality=True)
 
 
 def _truncate(p: Path) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ganlab.config.params import ParamsError, parse_params
-from tests.conftest import die_after_epochs
+from tests.conftest import die_after_epochs, prepare_both_domains
 
 
 def _cond_params(tiny_raw, **conditional):
@@ -162,12 +162,6 @@ def test_uci_digits_upsample_to_the_mnist_convention():
 
 @pytest.fixture
 def kinds_project(in_tmp, tiny_raw):
-    from ganlab.runtime.paths import UCI_JUDGE_PATH
-    from ganlab.stages.floor import run_floor
-    from ganlab.stages.judge import run_judge
-    from ganlab.stages.prepare import run_prepare
-    from ganlab.stages.prepare_uci import run_prepare_uci
-
     tiny_raw["variants"] = {
         "cg": {"kind": "conditional", "conditional": {"mismatch": 1.0, "g_cond": "cbn"},
                "epochs": 2, "log_every": 2},
@@ -176,13 +170,7 @@ def kinds_project(in_tmp, tiny_raw):
                "cycle": {"res_blocks": 1, "pool_size": 8}},
     }
     params = parse_params(tiny_raw)
-    run_prepare(params)
-    run_prepare_uci(params)
-    run_judge(params)
-    run_floor(params)
-    from ganlab.runtime.paths import UCI_DIR
-
-    run_judge(params, UCI_DIR, UCI_JUDGE_PATH, suffix="_uci")
+    prepare_both_domains(params)
     return in_tmp, params
 
 

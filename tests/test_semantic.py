@@ -11,7 +11,7 @@ import torch
 
 from ganlab.config.params import parse_params
 from ganlab.util import ParamsError
-from tests.conftest import die_after_epochs
+from tests.conftest import die_after_epochs, prepare_both_domains
 
 
 def _logits(labels: list[int], margin: float = 40.0) -> torch.Tensor:
@@ -104,23 +104,13 @@ def test_classifier_pretraining_is_seeded_and_records_its_provenance(monkeypatch
 
 @pytest.fixture
 def semantic_project(in_tmp, tiny_raw):
-    from ganlab.runtime.paths import UCI_DIR, UCI_JUDGE_PATH
-    from ganlab.stages.floor import run_floor
-    from ganlab.stages.judge import run_judge
-    from ganlab.stages.prepare import run_prepare
-    from ganlab.stages.prepare_uci import run_prepare_uci
-
     tiny_raw["variants"] = {
         "cs": {"kind": "cycle", "arch": "dcgan", "width": 4, "batch_size": 128,
                "loss": "least_squares", "epochs": 2, "log_every": 2,
                "cycle": {"res_blocks": 1, "pool_size": 8, "identity": 0.0, "semantic": 1.0}},
     }
     params = parse_params(tiny_raw)
-    run_prepare(params)
-    run_prepare_uci(params)
-    run_judge(params)
-    run_floor(params)
-    run_judge(params, UCI_DIR, UCI_JUDGE_PATH, suffix="_uci")
+    prepare_both_domains(params)
     return in_tmp, params
 
 

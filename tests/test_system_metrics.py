@@ -14,7 +14,8 @@ def _monitor_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor" and t.is_alive()]
 
 
-def test_a_failed_training_stops_its_monitor_and_keeps_its_samples(in_tmp, tiny_params, monkeypatch):
+def test_a_failed_training_is_marked_failed_with_the_reason_and_stops_its_monitor(
+        in_tmp, tiny_params, monkeypatch):
     from ganlab.stages import train as tr
     from ganlab.stages.prepare import run_prepare
     from ganlab.tracking import runs as tracking
@@ -35,6 +36,7 @@ def test_a_failed_training_stops_its_monitor_and_keeps_its_samples(in_tmp, tiny_
     (run,) = c.search_runs([exp_id])
     assert seen == {"monitors": [run.info.run_id], "threads": 1}  # it sampled while training ran
     assert run.info.status == "FAILED"
+    assert run.data.tags["ganlab.failure"] == "FloatingPointError: d_loss is nan at epoch 0"
     assert tracking._system_monitors == {} and _monitor_threads() == []  # stopped with the run
     assert c.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
     assert c.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")

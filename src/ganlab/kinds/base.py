@@ -40,7 +40,7 @@ from ganlab.core.losses import (
 )
 from ganlab.nets.build import SigmaTracker
 from ganlab.runtime.distributed import DistContext
-from ganlab.util import derive_seed
+from ganlab.util import GanlabError, derive_seed
 
 # The averaged generator's batch-norm statistics are recomputed from BN_BATCHES seeded batches of
 # BN_BATCH_SIZE latents; a progress preview uses the first PREVIEW_BN_BATCHES of them.
@@ -131,6 +131,16 @@ class Trainer:
         self.ema_updates = 0
         self.steps_per_epoch = 0
         self.total_d_steps = 0
+
+    def set_budget(self, n_images: int, what: str = "training images") -> None:
+        """`steps_per_epoch` (D steps in one pass over `n_images`) and `total_d_steps` for
+        `epochs` passes; a batch larger than the images is refused, naming the key."""
+        p = self.p
+        self.steps_per_epoch = n_images // p.batch_size
+        if self.steps_per_epoch == 0:
+            raise GanlabError(f"variants.{self.variant}.batch_size: {p.batch_size} is larger than "
+                              f"the {n_images} {what}")
+        self.total_d_steps = self.steps_per_epoch * p.epochs
 
     # -- what a kind provides ---------------------------------------------------------
     def train_step(self, i: int, state: TrainState, log_now: bool) -> dict[str, Tensor | float] | None:

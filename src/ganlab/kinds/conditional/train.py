@@ -24,7 +24,7 @@ from ganlab.config.params import Params
 from ganlab.data.images import load_split, to_unit_range
 from ganlab.kinds.base import Trainer, TrainState
 from ganlab.nets.conditional import build_conditional_gan
-from ganlab.util import GanlabError, derive_seed
+from ganlab.util import derive_seed
 
 
 def mismatched_labels(y: Tensor, num_classes: int, gen: torch.Generator) -> Tensor:
@@ -58,11 +58,7 @@ class ConditionalTrainer(Trainer):
         torch.manual_seed(derive_seed(params.seed, variant, "init"))
         self.adopt_pair(*build_conditional_gan(p, self.image_shape, num_classes))
         self.joint_d = p.arch == "mlp" or p.resolved_d_norm != "batch"
-        self.steps_per_epoch = len(real) // p.batch_size
-        if self.steps_per_epoch == 0:
-            raise GanlabError(f"variants.{variant}.batch_size: {p.batch_size} is larger than the "
-                              f"{len(real)} training images")
-        self.total_d_steps = self.steps_per_epoch * p.epochs
+        self.set_budget(len(real))
 
     def begin_epoch(self, epoch: int) -> None:
         super().begin_epoch(epoch)

@@ -123,11 +123,7 @@ class CycleTrainer(Trainer):
         self.pool_b = ImagePool(p.cycle.pool_size)
         # an epoch is one pass over B (UCI, the smaller domain), each B batch paired with a
         # batch of A from A's own permutation
-        self.steps_per_epoch = len(self.real_b) // p.batch_size
-        if self.steps_per_epoch == 0:
-            raise GanlabError(f"variants.{variant}.batch_size: {p.batch_size} is larger "
-                              f"than the {len(self.real_b)} UCI training images")
-        self.total_d_steps = self.steps_per_epoch * p.epochs
+        self.set_budget(len(self.real_b), "UCI training images")
 
     def begin_epoch(self, epoch: int) -> None:
         super().begin_epoch(epoch)

@@ -17,7 +17,7 @@ from ganlab.data.images import load_split, to_unit_range
 from ganlab.kinds.base import Trainer, TrainState
 from ganlab.nets.build import build_gan
 from ganlab.runtime.distributed import DistContext
-from ganlab.util import GanlabError, derive_seed
+from ganlab.util import derive_seed
 
 
 class GanTrainer(Trainer):
@@ -38,13 +38,7 @@ class GanTrainer(Trainer):
         self.d_train = self.dist.wrap(self.d, device)
         self.joint_d = p.arch in ("mlp", "toy") or p.resolved_d_norm != "batch"
         n_real = real.shape[self.sample_dims - 1]  # per member, for an ensemble
-        self.steps_per_epoch = n_real // p.batch_size
-        if self.steps_per_epoch == 0:
-            raise GanlabError(
-                f"variants.{variant}.batch_size: {p.batch_size} is larger than the "
-                f"{n_real} training images"
-            )
-        self.total_d_steps = self.steps_per_epoch * p.epochs
+        self.set_budget(n_real)
 
     # hooks an ensemble of members overrides (ganlab.toy.ensemble)
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
