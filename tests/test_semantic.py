@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ganlab.config.params import parse_params
-from ganlab.util import ParamsError
+from ganlab.util import GanlabError, ParamsError
 from tests.conftest import die_after_epochs, prepare_both_domains
 
 
@@ -166,6 +166,36 @@ def test_semantic_cycle_trains_samples_evaluates_and_resumes(semantic_project, m
         assert c["n_train"] < c["n_train"] + c["n_holdout"]  # the judge saw the whole split
         assert 0.0 <= c["holdout_accuracy"] <= 1.0
     assert "not the judges" in prov["role"]
+
+    # the quality stage builds its trainer to generate only: no classifier is pretrained, and
+    # the snapshots score as they do through a trainer that has them
+    import ganlab.stages.quality as q
+    from ganlab.kinds.training import build_trainer
+    from ganlab.nets.judge import JudgeExtractor, load_judge
+
+    def no_pretraining(*_a, **_k):
+        raise AssertionError("the quality stage pretrained a semantic classifier")
+
+    with monkeypatch.context() as m:
+        m.setattr(sem, "train_classifier", no_pretraining)
+        sem._CACHE.clear()
+        q.run_quality(params, "cs", echo=quiet)
+    assert (root / "metrics/quality/cs.csv").read_text().count("\n") > 1  # a header and rows
+    generate_only = build_trainer(params, "cs", root / "data/prepared", torch.device("cpu"),
+                                  generate_only=True)
+    assert "sem" not in generate_only.modules
+    with pytest.raises(GanlabError, match="generate only"):
+        generate_only.begin_epoch(0)
+    with monkeypatch.context() as m:  # the same rows through a full trainer (classifiers built)
+        m.setattr(q, "build_trainer", lambda *a, generate_only=False: build_trainer(*a))
+        cpu = torch.device("cpu")
+        real = q.to_unit_range(q.load_split(root / "data/prepared/train.npz").images)
+        rows, _ = q.score_snapshots(params, "cs", params.seeds[0],
+                                    JudgeExtractor(load_judge(device=cpu), cpu), real, cpu,
+                                    root / "data/prepared")
+    written = (root / "metrics/quality/cs.csv").read_text()
+    q.write_quality_csv(root / "full.csv", rows)
+    assert (root / "full.csv").read_text() == written
 
     run_sample(params, "cs", echo=quiet)
     m = run_evaluate(params, "cs", echo=quiet)

@@ -431,7 +431,8 @@ def timed_epoch(trainer: Trainer, state: TrainState) -> list[dict[str, float]]:
 class TrainingKind:
     """The train stage's part (ganlab.kinds.training maps names to these).
 
-    - `build_trainer(params, variant, data_dir, device, dist)`: the kind's Trainer on its data;
+    - `build_trainer(params, variant, data_dir, device, dist, generate_only=False)`: the kind's
+      Trainer on its data (`generate_only`: it will only load weights and generate);
     - `log_models(run_id, trainer, variant, tags)`: the MLflow model(s), logged and registered;
     - `distributed`: trains data-parallel under torchrun.
     """

@@ -38,10 +38,12 @@ def kind_of(params: Params, variant: str) -> TrainingKind:
 
 
 def build_trainer(params: Params, variant: str, data_dir: Path, device: torch.device,
-                  dist: DistContext | None = None) -> Trainer:
-    """The trainer of the variant's kind, on the prepared data it trains on."""
+                  dist: DistContext | None = None, generate_only: bool = False) -> Trainer:
+    """The trainer of the variant's kind, on the prepared data it trains on. `generate_only`:
+    for loading weights and generating (the quality stage); a kind may then skip what only
+    training needs (the cycle kind's semantic classifiers, pretrained in its constructor)."""
     kind = kind_of(params, variant)
     if not kind.distributed and dist is not None and dist.active:
         raise GanlabError(f"variants.{variant}.kind: {kind.name!r} trains in one process; torchrun "
                           "(distributed.nproc > 1) takes unconditional variants")
-    return kind.build_trainer(params, variant, data_dir, device, dist)
+    return kind.build_trainer(params, variant, data_dir, device, dist, generate_only=generate_only)

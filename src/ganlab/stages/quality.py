@@ -54,8 +54,10 @@ def score_snapshots(params: Params, variant: str, seed: int, ext: JudgeExtractor
     m = params.monitor
     folder = VARIANTS_DIR / variant / params.seed_dir(seed) / SNAPSHOT_DIR
     index = read_json(folder / INDEX_FILE, f"ganlab train {variant}")["snapshots"]
-    # the trainer of this seed supplies the kind's fixed inputs and its sampler net
-    trainer = build_trainer(dataclasses.replace(params, seed=seed), variant, data_dir, device)
+    # the trainer of this seed supplies the kind's fixed inputs and its sampler net (built to
+    # generate only: the cycle kind's semantic classifiers are not pretrained for nothing)
+    trainer = build_trainer(dataclasses.replace(params, seed=seed), variant, data_dir, device,
+                            generate_only=True)
     n = min(m.n_samples, len(real))
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(
         derive_seed(params.seed, "monitor-real")))[:n]

@@ -136,7 +136,7 @@ class ConditionalTrainer(Trainer):
 
 
 def build_trainer(params: Params, variant: str, data_dir: Path, device: torch.device,
-                  dist=None) -> ConditionalTrainer:
+                  dist=None, generate_only: bool = False) -> ConditionalTrainer:
     split = load_split(data_dir / "train.npz")
     return ConditionalTrainer(params, variant, to_unit_range(split.images),
                               torch.from_numpy(split.labels), device)

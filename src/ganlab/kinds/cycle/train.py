@@ -92,9 +92,11 @@ class CycleTrainer(Trainer):
     kind = "cycle"
 
     def __init__(self, params: Params, variant: str, real_a: Tensor, real_b: Tensor,
-                 device: torch.device, labels: tuple[Tensor, Tensor] | None = None):
+                 device: torch.device, labels: tuple[Tensor, Tensor] | None = None,
+                 generate_only: bool = False):
         """`labels` (of real_a, of real_b) pretrain the semantic classifiers; needed only
-        with `cycle.semantic` > 0."""
+        with `cycle.semantic` > 0. `generate_only`: a trainer that only loads weights and
+        generates (the quality stage's), without the semantic classifiers; it cannot train."""
 
         super().__init__(params, variant, device)
         p = self.p
@@ -110,7 +112,8 @@ class CycleTrainer(Trainer):
         self.modules = {"g": self.g, "d": self.d}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
         self.semantic_provenance: dict | None = None
-        if p.cycle.semantic > 0:
+        self.generate_only = generate_only
+        if p.cycle.semantic > 0 and not generate_only:
             if labels is None:
                 raise GanlabError(f"variants.{variant}.cycle.semantic: the semantic classifiers "
                                   "need each domain's training labels")
@@ -126,6 +129,9 @@ class CycleTrainer(Trainer):
         self.set_budget(len(self.real_b), "UCI training images")
 
     def begin_epoch(self, epoch: int) -> None:
+        if self.generate_only:
+            raise GanlabError(f"train {self.variant}: this trainer was built to generate only "
+                              "(no semantic classifiers); build_trainer(generate_only=False) trains")
         super().begin_epoch(epoch)
         perm_b = torch.randperm(len(self.real_b), generator=self.cpu_gen)
         # A's own permutation, drawn independently of B's: the pairing carries no information
@@ -282,28 +288,30 @@ class CycleTrainer(Trainer):
 
 
 def build_cycle_trainer(params: Params, variant: str, real_a: Tensor, device: torch.device,
-                        labels_a: Tensor | None = None) -> CycleTrainer:
+                        labels_a: Tensor | None = None, generate_only: bool = False) -> CycleTrainer:
     """Domain A is data/prepared (MNIST); B the UCI digits (data/uci), hashed into the resume key.
     Labels (`labels_a`, and B's) are passed on only for the semantic classifiers."""
 
     path = Path(UCI_DIR) / "train.npz"
     labels = None
-    if params.variant(variant).cycle.semantic > 0:
+    if params.variant(variant).cycle.semantic > 0 and not generate_only:
         uci = load_split(path)
         images_b, labels = uci.images, (labels_a, torch.from_numpy(uci.labels))
     else:  # plain CycleGAN: B's label array is never read
         images_b = load_images(path)
-    trainer = CycleTrainer(params, variant, real_a, to_unit_range(images_b), device, labels)
+    trainer = CycleTrainer(params, variant, real_a, to_unit_range(images_b), device, labels,
+                           generate_only)
     trainer.extra_data_sha = file_sha256(path)
     return trainer
 
 
 def build_trainer(params: Params, variant: str, data_dir: Path, device: torch.device,
-                  dist=None) -> CycleTrainer:
-    if params.variant(variant).cycle.semantic > 0:
+                  dist=None, generate_only: bool = False) -> CycleTrainer:
+    if params.variant(variant).cycle.semantic > 0 and not generate_only:
         split = load_split(data_dir / "train.npz")  # labels: for the semantic classifiers only
         return build_cycle_trainer(params, variant, to_unit_range(split.images), device,
                                    torch.from_numpy(split.labels))
     # plain CycleGAN is unpaired and unlabelled: only the images of either domain are read
+    # (and so does a trainer that only generates)
     return build_cycle_trainer(params, variant, to_unit_range(load_images(data_dir / "train.npz")),
-                               device)
+                               device, generate_only=generate_only)

@@ -118,6 +118,6 @@ class GanTrainer(Trainer):
 
 @torch.no_grad()
 def build_trainer(params: Params, variant: str, data_dir: Path, device: torch.device,
-                  dist: DistContext | None = None) -> GanTrainer:
+                  dist: DistContext | None = None, generate_only: bool = False) -> GanTrainer:
     split = load_split(data_dir / "train.npz")
     return GanTrainer(params, variant, to_unit_range(split.images), device, dist)
