@@ -287,31 +287,19 @@ class CycleTrainer(Trainer):
                 "semantic_classifiers.pt": {"state_dict": weights, "provenance": timeless}}
 
 
-def build_cycle_trainer(params: Params, variant: str, real_a: Tensor, device: torch.device,
-                        labels_a: Tensor | None = None, generate_only: bool = False) -> CycleTrainer:
-    """Domain A is data/prepared (MNIST); B the UCI digits (data/uci), hashed into the resume key.
-    Labels (`labels_a`, and B's) are passed on only for the semantic classifiers."""
-
-    path = Path(UCI_DIR) / "train.npz"
-    labels = None
-    if params.variant(variant).cycle.semantic > 0 and not generate_only:
-        uci = load_split(path)
-        images_b, labels = uci.images, (labels_a, torch.from_numpy(uci.labels))
-    else:  # plain CycleGAN: B's label array is never read
-        images_b = load_images(path)
-    trainer = CycleTrainer(params, variant, real_a, to_unit_range(images_b), device, labels,
-                           generate_only)
-    trainer.extra_data_sha = file_sha256(path)
-    return trainer
-
-
 def build_trainer(params: Params, variant: str, data_dir: Path, device: torch.device,
                   dist=None, generate_only: bool = False) -> CycleTrainer:
+    """Domain A is data/prepared (MNIST); B the UCI digits (data/uci), hashed into the resume key.
+    Labels are read only for the semantic classifiers (`cycle.semantic` > 0, in a trainer that
+    trains): plain CycleGAN is unpaired and unlabelled, and so is a trainer that only generates."""
+    path_a, path_b = Path(data_dir) / "train.npz", Path(UCI_DIR) / "train.npz"
     if params.variant(variant).cycle.semantic > 0 and not generate_only:
-        split = load_split(data_dir / "train.npz")  # labels: for the semantic classifiers only
-        return build_cycle_trainer(params, variant, to_unit_range(split.images), device,
-                                   torch.from_numpy(split.labels))
-    # plain CycleGAN is unpaired and unlabelled: only the images of either domain are read
-    # (and so does a trainer that only generates)
-    return build_cycle_trainer(params, variant, to_unit_range(load_images(data_dir / "train.npz")),
-                               device, generate_only=generate_only)
+        a, b = load_split(path_a), load_split(path_b)
+        images_a, images_b = a.images, b.images
+        labels = (torch.from_numpy(a.labels), torch.from_numpy(b.labels))
+    else:
+        images_a, images_b, labels = load_images(path_a), load_images(path_b), None
+    trainer = CycleTrainer(params, variant, to_unit_range(images_a), to_unit_range(images_b),
+                           device, labels, generate_only)
+    trainer.extra_data_sha = file_sha256(path_b)
+    return trainer
