@@ -14,11 +14,17 @@ from collections.abc import Sequence
 LEVEL = 0.95
 
 
+def _t_quantile(q: float, df: int) -> float:
+    """Student-t quantile, the function scipy.stats.t.ppf evaluates (imported only when an
+    interval is computed: a one-seed stage never pays for it)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
 def mean_ci(values: Sequence[float], level: float = LEVEL) -> dict:
     """{"mean", "ci_low", "ci_high", "half_width", "n", "sd"} of `values` (non-finite values
     are kept: a diverged seed must show, not vanish). half_width is None for n < 2."""
-    from scipy import stats
-
     xs = [float(v) for v in values]
     n = len(xs)
     if n == 0:
@@ -28,7 +34,7 @@ def mean_ci(values: Sequence[float], level: float = LEVEL) -> dict:
         half, sd = None, None
     else:
         sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n) if sd > 0 else 0.0
+        half = _t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n) if sd > 0 else 0.0
     return {"mean": mean, "n": n, "sd": sd, "half_width": half,
             "ci_low": None if half is None else mean - half,
             "ci_high": None if half is None else mean + half}
@@ -49,11 +55,13 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
     if se2 == 0:
         out["p"] = 1.0 if diff == 0 else 0.0
         return out
-    from scipy import stats
+    # scipy.special's Student-t functions are what scipy.stats.t.ppf / .sf call; importing
+    # them alone costs ~0.17 s against ~0.5 s for scipy.stats, paid by every stage process
+    from scipy.special import stdtr
 
     t = diff / math.sqrt(se2)
     df = se2 ** 2 / ((va / len(xa)) ** 2 / (len(xa) - 1) + (vb / len(xb)) ** 2 / (len(xb) - 1))
-    out.update(t=t, df=df, p=float(2 * stats.t.sf(abs(t), df)))
+    out.update(t=t, df=df, p=float(2 * stdtr(df, -abs(t))))
     return out
 
 
