@@ -4,6 +4,7 @@ packing, the settings, and a tiny run end to end."""
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +108,9 @@ def test_stacked_settings_are_validated_with_the_key(tiny_raw):
     for spec, frag in (({"pack": 0}, r"stacked\.variants\.v\.pack"),
                        ({"pack": 9}, r"stacked\.variants\.v\.pack"),
                        ({"d_ratio": 0}, r"stacked\.variants\.v\.d_ratio"),
+                       ({"g_steps": 0}, r"stacked\.variants\.v\.g_steps"),
+                       ({"g_steps": 2.5}, r"stacked\.variants\.v\.g_steps"),
+                       ({"g_steps": True}, r"stacked\.variants\.v\.g_steps"),
                        ({"arch": "mlp"}, r"stacked\.variants\.v"),
                        ({"loss": "hinje"}, r"stacked\.variants\.v\.loss"),
                        ({"r2": 1.0, "d_norm": "batch"}, r"stacked\.variants\.v\.d_norm")):
@@ -137,7 +141,9 @@ def test_a_tiny_stacked_run_end_to_end(in_tmp, tiny_raw):
     from ganlab.stages.stacked import run_stacked
     from ganlab.stages.stacked_floor import run_stacked_floor
 
-    raw = _stacked_raw(tiny_raw, dc={}, rp={"loss": "relativistic", "r1": 0.3, "r2": 0.3, "pack": 2})
+    # rp has its own G steps (2), dc trains stacked.g_steps (3)
+    raw = _stacked_raw(tiny_raw, dc={}, rp={"loss": "relativistic", "r1": 0.3, "r2": 0.3, "pack": 2,
+                                            "g_steps": 2})
     raw["stacked"].update(seeds=[0, 1], workers=1)
     params = parse_params(raw)
     run_prepare(params)
@@ -156,7 +162,8 @@ def test_a_tiny_stacked_run_end_to_end(in_tmp, tiny_raw):
         assert z["labels"].shape == (60, 3) and z["labels"].max() <= 9
         assert z["stacks"].shape == (40, 3, 28, 28) and z["stacks"].dtype == np.uint8
         assert score_triples(z["labels"])["modes_covered"] == s["seeds"][0]["modes_covered"]
-        assert (in_tmp / f"metrics/stacked/{v}/seed0.csv").read_text().startswith("step,")
+        csv = (in_tmp / f"metrics/stacked/{v}/seed0.csv").read_text().splitlines()
+        assert csv[0].startswith("step,") and s["g_steps"] == len(csv) - 1 == (2 if v == "rp" else 3)
     with pytest.raises(Exception, match="not in params.yaml stacked.variants"):
         run_stacked(params, "nope", echo=lambda *_: None)
     # the opt-in group's report: both variants' rows from their files, the floor, quoted rows
@@ -167,6 +174,8 @@ def test_a_tiny_stacked_run_end_to_end(in_tmp, tiny_raw):
         m = json.loads((in_tmp / f"metrics/stacked/{v}.json").read_text())
         se = m["modes_sd"] / math.sqrt(2)
         assert f"| **{v}** | {m['pack']} |" in text and f"{m['modes_mean']:.1f} ± {se:.1f}" in text
+    assert "| G 8 / D 2, Adam 0.0002 (0.5, 0.999), 2 G steps |" in text  # rp's own budget
+    assert "| G 8 / D 2, Adam 0.0002 (0.5, 0.999), 3 G steps |" in text
     assert f"Floor: {floor['modes_covered']}/1000 modes" in text and "quoted: PacGAN Table 3" in text
 
 
@@ -181,14 +190,15 @@ def test_stacked_report_rows_beside_the_quoted_tables():
     rows = {"dcgan": row(1, 0.25, "nonsaturating", [10, 20, 30], [5.0, 5.2, 5.4]),
             "rpgan_r1r2": row(1, 0.5, "relativistic", [999, 1000, 1000], [0.05, 0.06, 0.07],
                               r1=0.3, r2=0.3)}
-    text = "\n".join(stacked_section(rows, None, 4000, 2000))
+    text = "\n".join(stacked_section(rows, None, 4000))
     quarter = text.split("### D at 0.25 of G's size")[1].split("###")[0]
     half = text.split("### D at 0.5 of G's size")[1].split("###")[0]
     # mean ± standard error (sd / sqrt(3)), the quoted tables' form
-    assert "| **dcgan** | 1 | nonsaturating | 20.0 ± 5.8 | 5.20 ± 0.12 | ours, 3 seed(s) |" in quarter
-    assert "| **rpgan_r1r2** | 1 | relativistic + R1 0.3 + R2 0.3 | 999.7 ± 0.3 |" in half
+    assert "| **dcgan** | 1 | nonsaturating | – | 20.0 ± 5.8 | 5.20 ± 0.12 | ours, 3 seed(s) |" in quarter
+    assert "| **rpgan_r1r2** | 1 | relativistic + R1 0.3 + R2 0.3 | – | 999.7 ± 0.3 |" in half
     # PacGAN's rows under the matching D size, marked as quoted
-    assert "| *PacDCGAN4* | – | – | *667.4 ± 29.0* | *1.81 ± 0.15* | *quoted: PacGAN Table 3* |" in quarter
+    assert ("| *PacDCGAN4* | – | – | – | *667.4 ± 29.0* | *1.81 ± 0.15* | *quoted: PacGAN Table 3* |"
+            in quarter)
     assert "*866.6 ± 12.1*" in half and "*866.6" not in quarter
     assert "*1000.0 ± 0.0* | *0.06 ± 0.00* | *quoted: PacGAN Table 2* |" in text
     assert "4,000 prepared training digits" in text and "Floor:" not in text
@@ -216,3 +226,37 @@ def test_a_stacked_run_reads_only_the_stacked_section(tiny_raw):
     b, sv_b = stacked_params(changed, "v", 7)
     assert a == b and sv_a == sv_b and a.seed == 7 and list(a.variants) == ["v"]
     assert a.variants["v"].lr == 0.0002  # the schema's default, not training.lr
+
+
+def test_bench_stacked_times_steps_scoring_and_the_seed_schedule(in_tmp, tiny_raw):
+    """bench/run.py --only stacked on a tiny project: every measurement positive, and the
+    seed schedules give the same numbers (one thread per seed either way)."""
+    import os
+    import sys
+
+    from ganlab.stages.judge import run_judge
+    from ganlab.stages.prepare import run_prepare
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from stacked_cost import bench_stacked
+
+    raw = _stacked_raw(tiny_raw, dc={}, rpgan_r1r2={"loss": "relativistic", "r1": 0.3, "r2": 0.3,
+                                                     "width": 16, "g_steps": 5})
+    raw["stacked"]["seeds"] = [0, 1, 2]
+    params = parse_params(raw)
+    run_prepare(params)
+    run_judge(params)
+    res = bench_stacked(quick=True, root=in_tmp, params=params, log=lambda *_: None)
+    cores = len(os.sched_getaffinity(0))
+    rows = {r["variant"]: r for r in res["variants"]}
+    assert set(rows) == {"dc", "rpgan_r1r2"}
+    assert rows["rpgan_r1r2"]["g_steps"] == 5 and rows["dc"]["g_steps"] == 3
+    for r in rows.values():
+        for k in ("ms_step_1t", f"ms_step_{cores}t", "one_run_s_1t", f"one_run_s_{cores}t"):
+            assert r[k] > 0 and math.isfinite(r[k]), (r["variant"], k)
+    assert set(res["score"]) == {8, 16} and all(v["s_26k_1t"] > 0 for v in res["score"].values())
+    sched = res["schedule"]
+    assert sched["variant"] == "rpgan_r1r2" and set(sched["by_workers"]) == {min(cores, 3), 3}
+    if cores < 3:
+        assert sched["same_numbers"] is True and sched["wall_ratio"] > 0
+    assert res["comparison_lower_bound_min"] > 0

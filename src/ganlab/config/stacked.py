@@ -23,7 +23,7 @@ from ganlab.util import ParamsError
 N_MODES = 1000  # 10 digit labels per channel, 3 channels
 STACK_CHANNELS = 3
 # The keys a stacked variant adds to the training keys (`training:`'s names)
-VARIANT_KEYS = ("pack", "d_ratio")
+VARIANT_KEYS = ("pack", "d_ratio", "g_steps")
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,15 @@ class StackedVariant:
     train: Any  # ganlab.config.params.TrainParams: loss, penalties, optimiser, G's width...
     pack: int = 1  # m: D judges m samples concatenated along channels (PacGAN); 1 = no packing
     d_ratio: float = 0.25  # D's channels over G's (PacGAN Table 3: 1/4 and 1/2)
+    g_steps: int | None = None  # this variant's G updates; None: `stacked.g_steps`
 
     @property
     def d_width(self) -> int:
         return max(1, round(self.train.width * self.d_ratio))
+
+    def steps(self, default: int) -> int:
+        """G updates of one run: the variant's own `g_steps`, else `default` (stacked.g_steps)."""
+        return default if self.g_steps is None else self.g_steps
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,11 @@ def parse_stacked(raw: Any, build_train: Callable[[str, dict, Any], Any],
         knobs = {k: spec.pop(k) for k in VARIANT_KEYS if k in spec}
         train = build_train(vkey, spec, training)
         pack, d_ratio = knobs.get("pack", 1), knobs.get("d_ratio", StackedVariant.d_ratio)
+        g_steps = knobs.get("g_steps")
+        if g_steps is not None and (isinstance(g_steps, bool) or not isinstance(g_steps, int)
+                                    or g_steps < 1):
+            raise ParamsError(f"{vkey}.g_steps: {g_steps!r} must be an integer >= 1 (or absent: "
+                              f"{key}.g_steps)")
         if isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= 8:
             raise ParamsError(f"{vkey}.pack: {pack!r} must be an integer in [1, 8]")
         if isinstance(d_ratio, bool) or not isinstance(d_ratio, int | float) \
@@ -100,5 +110,5 @@ def parse_stacked(raw: Any, build_train: Callable[[str, dict, Any], Any],
         if train.kind != "unconditional" or train.arch != "dcgan":
             raise ParamsError(f"{vkey}: Stacked MNIST trains unconditional conv nets "
                               f"(kind unconditional, arch dcgan), not {train.kind}/{train.arch}")
-        variants[name] = StackedVariant(train, pack, float(d_ratio))
+        variants[name] = StackedVariant(train, pack, float(d_ratio), g_steps)
     return StackedParams(**{**out.__dict__, "training": training, "variants": variants})

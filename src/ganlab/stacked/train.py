@@ -110,11 +110,12 @@ def stacked_params(params: Params, variant: str, seed: int) -> tuple[Params, Sta
 
 def train_stacked(params: Params, variant: str, seed: int, digits: Tensor, device: torch.device,
                   g_steps: int | None = None) -> tuple[StackedTrainer, list[dict[str, float]]]:
-    """Train one (variant, seed) for `g_steps` (default `stacked.g_steps`) G updates on stacks
-    of `digits` (N, 1, 28, 28) in [-1, 1]; the trainer and its logged rows."""
+    """Train one (variant, seed) for `g_steps` G updates (default: the variant's own
+    `g_steps`, else `stacked.g_steps`) on stacks of `digits` (N, 1, 28, 28) in [-1, 1]; the
+    trainer and its logged rows."""
     run_params, sv = stacked_params(params, variant, seed)
     trainer = StackedTrainer(run_params, variant, sv, digits, device)
-    g_steps = params.stacked.g_steps if g_steps is None else g_steps
+    g_steps = sv.steps(params.stacked.g_steps) if g_steps is None else g_steps
     # one trainer epoch of the whole budget: stacks are drawn fresh every batch
     trainer.steps_per_epoch = trainer.total_d_steps = g_steps * trainer.p.n_critic
     state = TrainState()

@@ -93,9 +93,10 @@ def run_stacked(params: Params, variant: str, data_dir: Path = PREPARED_DIR, ech
     from ganlab.stacked.data import save_npz
     from ganlab.stacked.train import stacked_params
 
-    seeds, n_samples, g_steps = params.stacked.seeds, params.stacked.n_samples, params.stacked.g_steps
+    seeds, n_samples = params.stacked.seeds, params.stacked.n_samples
     workers = min(params.stacked.workers, len(seeds))
     _, sv = stacked_params(params, variant, seeds[0])  # an unknown variant fails here
+    g_steps = sv.steps(params.stacked.g_steps)
     t0 = time.perf_counter()
     if workers <= 1:
         results = [train_and_score(params, variant, seed, data_dir) for seed in seeds]
@@ -124,6 +125,8 @@ def run_stacked(params: Params, variant: str, data_dir: Path = PREPARED_DIR, ech
     summary: dict = {"variant": variant, "pack": sv.pack, "d_ratio": sv.d_ratio,
                      "g_width": sv.train.width, "d_width": sv.d_width, "loss": sv.train.loss,
                      "r1": sv.train.r1, "r2": sv.train.r2, "g_steps": g_steps,
+                     "lr": sv.train.lr, "betas": list(sv.train.betas), "ema": sv.train.ema,
+                     "batch_size": sv.train.batch_size,
                      "n_samples": n_samples, "n_seeds": len(seeds), "seeds": per_seed}
     for short, key in (("modes", "modes_covered"), ("kl", "kl_uniform")):
         summary[f"{short}_mean"], summary[f"{short}_sd"] = _mean_sd([s[key] for s in per_seed])

@@ -27,7 +27,7 @@ def run_stacked_report(params: Params, echo=print, out: Path = REPORT_PATH) -> P
     floor = read_json(STACKED_DIR / "floor.json", "ganlab stacked-floor",
                       keys=("modes_covered", "kl_uniform"))
     meta = read_json(PREPARED_DIR / "meta.json", "ganlab prepare", keys=("n_train",))
-    lines = stacked_section(rows, floor, int(meta["n_train"]), params.stacked.g_steps)
+    lines = stacked_section(rows, floor, int(meta["n_train"]))
     write_text(out, "\n".join(lines))
     echo(f"stacked report: {out} ({len(rows)} variants)")
     return out
