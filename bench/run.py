@@ -50,7 +50,7 @@ from common import (
 
 CHILD_TAG = "BENCH_CHILD_RESULT "
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
-            "stages", "step", "whole", "dvc_lock")
+            "stages", "step", "whole", "dvc_lock", "stacked")
 
 
 @dataclass(frozen=True)
@@ -585,6 +585,10 @@ def print_report(res: dict) -> None:
         from dvc_lock import print_dvc_lock
 
         print_dvc_lock(res["dvc_lock"])
+    if res.get("stacked"):
+        from stacked_cost import print_stacked
+
+        print_stacked(res["stacked"])
     if res.get("whole"):
         from whole_process import print_whole
 
@@ -726,6 +730,10 @@ def main(argv: list[str] | None = None) -> int:
         pair = args.whole_epochs or ("1,2" if args.quick else "1,9")
         e1, e2 = (int(x) for x in pair.split(","))
         section("whole", lambda: bench_whole(args.threads, (e1, e2), reps=1 if args.quick else 2))
+    if "stacked" in sections:
+        from stacked_cost import bench_stacked
+
+        section("stacked", lambda: bench_stacked(args.quick))
     if sections & {"ddp", "store"}:
         import scale
 
