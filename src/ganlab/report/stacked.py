@@ -36,8 +36,8 @@ PACGAN_PROTOCOL = (
     "pretrained MNIST classifier (ours: the lab's judge, its channel agreement with the true "
     "labels in the floor row), TensorFlow DCGANs trained for many epochs on a GPU (ours: the "
     "G steps in each row, on 2 CPU cores); the same 26,000-sample count, label triples and KL "
-    "to uniform. Budgets: rows compare at equal settings within a loss family; R3GAN's pair "
-    "has its own net width, rate and G steps (columns), the same for both of its rows. "
+    "to uniform. Budgets: PacGAN's rows share one setting; R3GAN's pair has its own net "
+    "width, rate and G steps (the budget column), the same for both of its rows. "
     "R3GAN's Stacked MNIST ablation (Huang et al. 2024) is not quoted: its numbers "
     "could not be checked against a source here.")
 
