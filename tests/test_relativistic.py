@@ -110,6 +110,34 @@ def test_d_objective_adds_half_gamma_r1_and_r2_on_clean_inputs(tiny_raw):
     assert d_loss.item() == pytest.approx(adv + 1.5 * want_r1 + 2.5 * want_r2, rel=1e-5)
 
 
+@pytest.mark.parametrize("arch, r1, r2", [("mlp", 3.0, 5.0), ("mlp", 2.0, 0.0), ("dcgan", 0.0, 4.0)])
+def test_clean_inputs_take_loss_and_penalties_from_one_pass(tiny_raw, arch, r1, r2):
+    # without instance noise the loss's forward doubles as the penalties' forward: the same
+    # loss, outputs and D gradient as a separate loss forward beside r1_penalty / r2_penalty
+    t = _trainer(tiny_raw, {"loss": "relativistic", "arch": arch, "width": 8, "r1": r1, "r2": r2})
+    assert t.joint_d and t.p.resolved_d_norm == "none"
+    t.begin_epoch(0)
+    real, fake = t.real_batch(0), torch.rand(t.p.batch_size, 1, 28, 28) * 2 - 1
+    calls = []
+    hook = t.d.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    d_loss, out_real, out_fake, extra = t.discriminator_objective(t.d, t.d, real, fake, 0.0,
+                                                                  joint=t._joint)
+    hook.remove()
+    assert calls == [2 * len(real)]  # one D pass over both halves
+    d_loss.backward()
+    got = [q.grad.clone() for q in t.d.parameters()]
+    t.d.zero_grad(set_to_none=True)
+    adv = relativistic_discriminator_loss(t.d(real), t.d(fake))
+    want = adv + 0.5 * r1 * r1_penalty(t.d, real) + 0.5 * r2 * r2_penalty(t.d, fake)
+    assert d_loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert torch.allclose(out_real, t.d(real), atol=1e-6)
+    assert torch.allclose(out_fake, t.d(fake), atol=1e-6)
+    assert ("r1" in extra) == (r1 > 0) and ("r2" in extra) == (r2 > 0)
+    want.backward()
+    for a, b in zip(got, [q.grad for q in t.d.parameters()], strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_g_objective_pairs_with_d_of_the_real_batch(tiny_raw):
     t = _trainer(tiny_raw, {"loss": "relativistic", "r1": 1.0, "r2": 1.0})
     t.begin_epoch(0)

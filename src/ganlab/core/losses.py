@@ -168,18 +168,44 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     return ((norms - 1.0) ** 2).mean()
 
 
+def squared_grad_norm(grad: Tensor, sample_dims: int = 1) -> Tensor:
+    """E ||g||^2 over the samples of an input gradient (the norm over each sample's dims)."""
+    return grad.flatten(sample_dims).pow(2).sum(dim=-1).mean()
+
+
 def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, sample_dims: int = 1) -> Tensor:
     """E ||grad D(x)||^2 on real data (Mescheder et al. 2018, eq. 9); times gamma/2 outside."""
     x = real.detach().requires_grad_(True)
     out = critic(x)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return grad.flatten(sample_dims).pow(2).sum(dim=-1).mean()
+    return squared_grad_norm(grad, sample_dims)
 
 
 def r2_penalty(critic: Callable[[Tensor], Tensor], fake: Tensor, sample_dims: int = 1) -> Tensor:
     """E ||grad D(x)||^2 on generated data, x = G(z) taken as a constant (R2: Mescheder et al.
     2018, eq. 10; with R1 the R3GAN recipe, Huang et al. 2024); times gamma/2 outside."""
     return r1_penalty(critic, fake, sample_dims=sample_dims)
+
+
+def outputs_and_zero_centred_penalties(
+        joint: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], real: Tensor, fake: Tensor,
+        sample_dims: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(D(real), D(fake), R1, R2) from one pass of D over both halves.
+
+    R1 and R2 differentiate D's outputs on the very inputs the loss scores when D sees clean
+    inputs (no instance noise), so the loss's forward can be the penalties' forward: one
+    joint pass and one input-gradient pass instead of three forwards and two gradient passes.
+    `joint` must run D without batch statistics (each output depends on its own sample only),
+    so the gradient of the summed outputs is every sample's own gradient. Equal to
+    `r1_penalty` / `r2_penalty` beside a separate loss forward, up to float rounding.
+    """
+    x_real = real.detach().requires_grad_(True)
+    x_fake = fake.detach().requires_grad_(True)
+    out_real, out_fake = joint(x_real, x_fake)
+    g_real, g_fake = torch.autograd.grad(out_real.sum() + out_fake.sum(), (x_real, x_fake),
+                                         create_graph=True)
+    return (out_real, out_fake, squared_grad_norm(g_real, sample_dims),
+            squared_grad_norm(g_fake, sample_dims))
 
 
 @torch.no_grad()

@@ -35,6 +35,7 @@ from ganlab.core.losses import (
     clip_weights,
     gradient_penalty,
     instance_noise_std,
+    outputs_and_zero_centred_penalties,
     r1_penalty,
     r2_penalty,
 )
@@ -282,14 +283,23 @@ class Trainer:
         """
         p = self.p
         extra: dict[str, Tensor] = {}
-        r1 = r1_penalty(critic_real, real, sample_dims=self.sample_dims) if p.r1 > 0 else None
-        r2 = r2_penalty(critic_fake, fake, sample_dims=self.sample_dims) if p.r2 > 0 else None
-        real_in = self.input_noise(real, noise_std)
-        fake_in = self.input_noise(fake, noise_std)
-        if joint is not None:
-            out_real, out_fake = joint(real_in, fake_in)
+        if ((p.r1 > 0 or p.r2 > 0) and joint is not None and noise_std <= 0 and p.gp == 0
+                and not p.spectral_norm):
+            # clean inputs: the loss's forward is the penalties' forward (one pass, not three;
+            # spectral norm keeps three, as each training forward steps its power iteration)
+            out_real, out_fake, r1, r2 = outputs_and_zero_centred_penalties(
+                joint, real, fake, sample_dims=self.sample_dims)
+            r1, r2 = (r1 if p.r1 > 0 else None), (r2 if p.r2 > 0 else None)
+            real_in, fake_in = real, fake
         else:
-            out_real, out_fake = critic_real(real_in), critic_fake(fake_in)
+            r1 = r1_penalty(critic_real, real, sample_dims=self.sample_dims) if p.r1 > 0 else None
+            r2 = r2_penalty(critic_fake, fake, sample_dims=self.sample_dims) if p.r2 > 0 else None
+            real_in = self.input_noise(real, noise_std)
+            fake_in = self.input_noise(fake, noise_std)
+            if joint is not None:
+                out_real, out_fake = joint(real_in, fake_in)
+            else:
+                out_real, out_fake = critic_real(real_in), critic_fake(fake_in)
         d_loss = self.loss.d_loss(out_real, out_fake)
         if p.gp > 0:
             gp = gradient_penalty(critic_real, real_in, fake_in, eps=self.interpolation_weights(real_in),
