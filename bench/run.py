@@ -50,7 +50,7 @@ from common import (
 
 CHILD_TAG = "BENCH_CHILD_RESULT "
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
-            "stages", "step", "whole", "dvc_lock", "stacked")
+            "stages", "step", "whole", "dvc_lock", "stacked", "penalties")
 
 
 @dataclass(frozen=True)
@@ -585,6 +585,10 @@ def print_report(res: dict) -> None:
         from dvc_lock import print_dvc_lock
 
         print_dvc_lock(res["dvc_lock"])
+    if res.get("penalties"):
+        from penalties import print_penalties
+
+        print_penalties(res["penalties"])
     if res.get("stacked"):
         from stacked_cost import print_stacked
 
@@ -730,6 +734,10 @@ def main(argv: list[str] | None = None) -> int:
         pair = args.whole_epochs or ("1,2" if args.quick else "1,9")
         e1, e2 = (int(x) for x in pair.split(","))
         section("whole", lambda: bench_whole(args.threads, (e1, e2), reps=1 if args.quick else 2))
+    if "penalties" in sections:
+        from penalties import bench_penalties
+
+        section("penalties", lambda: bench_penalties(args.quick))
     if "stacked" in sections:
         from stacked_cost import bench_stacked
 

@@ -199,3 +199,15 @@ def test_dvc_lock_bench_expands_manifests_into_the_per_file_deps(monkeypatch, tm
     small, large = res["rows"]
     assert res["stages"] == 20 and large["lock_lines"] > 10 * small["lock_lines"]
     assert res["per_file_over_manifests"] > 1
+
+
+def test_bench_penalties_times_both_paths_and_checks_they_agree(tmp_path: Path) -> None:
+    res, stdout = _run_bench(tmp_path, "--only", "penalties", "--quick")
+    rows = {r["setup"]: r for r in res["penalties"]["rows"]}
+    assert set(rows) == {"r3gan (MLP)", "rpgan_r1r2 (Stacked)"}  # params.yaml's two setups
+    for r in rows.values():
+        for key in ("separate_ms", "shared_ms", "ratio"):
+            assert _positive(r[key]) and _finite(r[key]), (r["setup"], key, r[key])
+        # the same loss and D gradient either way (float rounding only)
+        assert r["loss_diff"] <= 1e-4 and r["grad_rel_diff"] <= 1e-4, r
+    assert "separate / shared" in stdout
