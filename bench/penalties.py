@@ -68,9 +68,8 @@ def _time(t, fn, real, fake, steps: int) -> float:
     return 1e3 * (time.perf_counter() - t0) / steps
 
 
-def bench_penalties(quick: bool = False, threads: int | None = None, root=REPO) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
+def bench_penalties(quick: bool = False, root=REPO) -> dict:
+    # the thread count is run.py's --threads, set before any section runs
     steps, reps = (3, 3) if quick else (20, 5)
     rows = []
     for name, t in _trainers(root).items():
