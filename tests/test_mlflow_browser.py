@@ -94,22 +94,39 @@ def test_run_page_shows_metric_charts_and_the_progress_image(ui, page):
     root, port, url = ui
     run_id = json.loads((root / "models/variants/gan/mlflow_run.json").read_text())["run_id"]
     exp_url = url.split("?")[0]
-    page.goto(f"{exp_url}/{run_id}/model-metrics?workflowType=machine_learning")
+    run_url = f"{exp_url}/{run_id}/model-metrics?workflowType=machine_learning"
+    page.goto(run_url)
     search = page.get_by_placeholder("Search metric charts")
     search.fill("d_loss")  # eval/* and floor/* sections come first; bring the curve to the top
     page.get_by_text("d_loss", exact=True).first.wait_for()
     page.locator(".js-plotly-plot").first.wait_for()  # a drawn metric chart
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 1  # with a curve
     # Image cards pass every chart search; "progress" is the key the grids are logged under.
-    search.fill("progress")
+    # The card lists the run's ~60 params above its image, so the image can sit below the
+    # card's fold; CI once waited 60 s for it while the page stood still. A fresh load of
+    # the page gets a second chance, and a failure says what the page showed.
     img = page.locator("img[src*='get-artifact']").first
-    img.wait_for()
+    for attempt in range(3):
+        if attempt:
+            page.goto(run_url)
+        search.fill("progress")
+        page.get_by_text("progress", exact=True).first.wait_for()  # the card's title
+        try:
+            img.wait_for(state="attached", timeout=40_000)
+            break
+        except Exception:
+            if attempt == 2:
+                body = page.inner_text("body")
+                raise AssertionError(f"no progress image after 3 loads of {run_url}; the page read:\n"
+                                     f"{body[:3000]}") from None
+    img.scroll_into_view_if_needed()
     assert "progress" in img.get_attribute("src") and "step" in img.get_attribute("src")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
     assert "No image logged at this step" not in page.inner_text("body")
     if os.environ.get("GANLAB_SCREENSHOTS"):  # the card enlarged, slider at the last epoch
-        page.get_by_test_id("experiment-view-compare-runs-card-menu").locator(
-            "xpath=preceding::button[1]").click()
+        _shot(page, "run_progress_search")
+        page.get_by_test_id("experiment-view-compare-runs-card-menu").first.locator(
+            "xpath=preceding::button[1]").first.click()
         box = page.get_by_role("slider").last.bounding_box()
         page.mouse.click(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
         page.wait_for_timeout(2000)
