@@ -156,9 +156,10 @@ def is_trivial(path: Path) -> bool:
 
 
 def required_files(command: str) -> list[Path]:
-    """The source files `ganlab <command>` can run: its closure and cli.py."""
-    files = {module_file(m) for m in closure(command)} | {_cli()}
-    return sorted(f for f in files if not is_trivial(f))
+    """The source files `ganlab <command>` can run: its closure, cli.py and the launcher
+    (ganlab.runtime.warm, the console script's module)."""
+    files = {module_file(m) for m in closure(command)} | {_cli(), module_file("ganlab.runtime.warm")}
+    return sorted(f for f in files if f is not None and not is_trivial(f))
 
 
 def _name(path: Path, root: Path | None = None) -> str:

@@ -1,0 +1,291 @@
+"""The `ganlab` command's launcher: under `dvc repro`, stages start from a warm process.
+
+Why: every one of the default run's ~60 stages is a new Python process, and each paid ~6 s
+importing torch, torch's optimiser machinery and MLflow with its SQL store before it did any
+work; about a third of the default run. So when DVC runs a stage (DVC_STAGE is set), the
+command hands its argv, working folder, environment and its stdin/stdout/stderr (the file
+descriptors themselves, over a Unix socket) to a server process that has imported those
+libraries once, and that forks a child to run the command. The child is the command: it
+writes to the stage's own stdout and stderr, sees the stage's environment and folder, and its
+exit status (or the signal that ended it) becomes the command's. SIGINT, SIGTERM and SIGHUP
+sent to the command are passed on to the child, and a command that disappears takes its
+child down with it.
+
+What the server holds is third-party code only. No `ganlab` module but this one is imported
+before the fork, so each stage loads its own code fresh from disk, and the code manifests
+(ganlab.runtime.code) see exactly what the stage ran. The server belongs to one Python, one
+import path, one state of the installed packages and one set of the variables read at import
+time (its socket's name is a digest of them); it exits after IDLE_SECONDS without a command.
+
+Only on Linux (fork after these imports is safe there; nothing has started a thread or an
+OpenMP pool), and not under torchrun. GANLAB_WARM=0 turns it off, GANLAB_WARM=1 turns it on
+outside DVC too. Whatever goes wrong before the child starts, the command runs in its own
+process as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+IDLE_SECONDS = 30.0
+ENV = "GANLAB_WARM"
+# variables read while the preloaded libraries import (or by the interpreter at start): a
+# server started under other values would not be the process the command would have been
+KEY_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "TORCH", "PYTORCH_", "CUDA_",
+                "NVIDIA_", "HIP_", "ROCM_")
+PRELOAD = ("numpy", "yaml", "typer", "PIL.Image", "torch", "torch.optim", "torch._dynamo",
+           "torch.nn.functional", "torchvision", "mlflow", "mlflow.tracking",
+           "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
+_HEADER = struct.Struct("!I")
+
+
+def wanted(env: dict[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    flag = env.get(ENV, "")
+    if flag == "0" or not sys.platform.startswith("linux"):
+        return False
+    if any(k in env for k in ("LOCAL_RANK", "TORCHELASTIC_RUN_ID")):  # torchrun's processes
+        return False
+    return flag == "1" or bool(env.get("DVC_STAGE"))
+
+
+def socket_path() -> str:
+    """One server per interpreter, import path, installed-package state and import-time env."""
+    h = hashlib.sha256()
+    for part in (sys.executable, sys.version, *sys.path):
+        h.update(part.encode() + b"\0")
+    for entry in sys.path:  # a `pip install` touches site-packages
+        try:
+            h.update(str(os.stat(entry or ".").st_mtime_ns).encode())
+        except OSError:
+            h.update(b"-")
+    for k in sorted(os.environ):
+        if k.startswith(KEY_PREFIXES) and k != ENV:
+            h.update(f"{k}={os.environ[k]}\0".encode())
+    return os.path.join(tempfile.gettempdir(), f"ganlab-warm-{os.getuid()}-{h.hexdigest()[:16]}.sock")
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("warm server closed the connection")
+        buf += chunk
+    return buf
+
+
+def _recv(sock: socket.socket) -> bytes:
+    return _recv_exact(sock, _HEADER.unpack(_recv_exact(sock, _HEADER.size))[0])
+
+
+# ---------------------------------------------------------------- the command's side
+def _start_server(path: str) -> None:
+    code = "import sys; from ganlab.runtime.warm import serve; serve(sys.argv[1])"
+    subprocess.Popen([sys.executable, "-c", code, path], cwd="/", start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     close_fds=True, env={k: v for k, v in os.environ.items() if k != "DVC_STAGE"})
+
+
+def run_warm(argv: list[str]) -> int | None:
+    """Run `ganlab argv` in a child of the warm server; its exit code, or None when no server
+    took the command (one is then started for the next command)."""
+    path = socket_path()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(60)  # a starting server accepts once its imports are done
+        sock.connect(path)
+        request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+                              "path": sys.path}).encode()
+        socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
+        sock.sendall(request)
+        pid = int(_recv(sock))
+    except (OSError, ValueError, ConnectionError):
+        sock.close()
+        try:
+            _start_server(path)
+        except OSError:
+            pass
+        return None
+    sock.settimeout(None)
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, forward)
+    try:
+        code = int(_recv(sock))
+    except (OSError, ValueError, ConnectionError):
+        print("ganlab: error: the warm server ended before the command did "
+              f"(set {ENV}=0 to run commands in their own process)", file=sys.stderr)
+        return 1
+    if code < 0:  # the child died of a signal: so does the command, as a plain process would
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
+
+
+def main() -> None:
+    """The `ganlab` console script."""
+    if wanted():
+        code = run_warm(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    from ganlab.cli import app
+
+    app(prog_name="ganlab")
+
+
+# ---------------------------------------------------------------- the server's side
+def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.socket) -> None:
+    """In the forked child: become the command, run it, exit as it exits (never returns)."""
+    for s in (signal.SIGINT,):
+        signal.signal(s, signal.default_int_handler)
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(s, signal.SIG_DFL)
+    listener.close()
+    conn.close()
+    for target, fd in zip((0, 1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["ganlab", *request["argv"]]
+    sys.path[:] = request["path"]  # the command's own (its first entry is its script's folder)
+    code = 0
+    try:
+        from ganlab.cli import app
+
+        app(args=request["argv"], prog_name="ganlab")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - reported as the interpreter would, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    # the interpreter's own shutdown (thread joins, atexit: MLflow's flushes), then exit
+    raise SystemExit(code)
+
+
+def serve(path: str) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return  # another server answers here
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    old = os.umask(0o077)
+    try:
+        listener.bind(path)  # bound before the imports: commands wait in the backlog meanwhile
+    finally:
+        os.umask(old)
+    ours = os.stat(path).st_ino
+    listener.listen(64)
+    me = os.getpid()
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - an optional library; the child imports what it needs
+            pass
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    last = time.monotonic()
+    try:
+        while True:
+            for key, _ in sel.select(timeout=0.2):
+                if key.fileobj is listener:
+                    conn, _ = listener.accept()
+                    try:
+                        conn.settimeout(30)
+                        msg, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+                        request = json.loads(_recv_exact(conn, _HEADER.unpack(msg)[0]))
+                        if len(fds) != 3:
+                            raise ValueError("expected stdin, stdout and stderr")
+                    except (OSError, ValueError, struct.error):
+                        conn.close()
+                        continue
+                    pid = os.fork()
+                    if pid == 0:
+                        sel.close()
+                        for c in children.values():
+                            c.close()
+                        _child(conn, fds, request, listener)
+                    for fd in fds:
+                        os.close(fd)
+                    conn.settimeout(None)
+                    _send(conn, str(pid).encode())
+                    children[pid] = conn
+                    sel.register(conn, selectors.EVENT_READ, pid)
+                else:  # the command's end closed: it is gone, so its child must go too
+                    try:
+                        gone = not key.fileobj.recv(1)
+                    except OSError:
+                        gone = True
+                    if gone:
+                        sel.unregister(key.fileobj)
+                        try:
+                            os.kill(key.data, signal.SIGTERM)
+                        except ProcessLookupError:
+                            pass
+            while children:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                conn = children.pop(pid)
+                try:
+                    sel.unregister(conn)
+                except (KeyError, ValueError):
+                    pass
+                try:
+                    _send(conn, str(os.waitstatus_to_exitcode(status)).encode())
+                except OSError:
+                    pass
+                conn.close()
+                last = time.monotonic()
+            if not children and time.monotonic() - last > IDLE_SECONDS:
+                return
+    finally:
+        if os.getpid() == me:
+            try:
+                if os.stat(path).st_ino == ours:  # not a newer server's socket
+                    os.unlink(path)
+            except OSError:
+                pass
