@@ -62,13 +62,16 @@ def wanted(env: dict[str, str] | None = None) -> bool:
 def socket_path() -> str:
     """One server per interpreter, import path, installed-package state and import-time env."""
     h = hashlib.sha256()
-    for part in (sys.executable, sys.version, *sys.path):
+    # the first entry is the command's own folder (a script's, or the working folder): the
+    # child gets the command's whole sys.path, so it does not name the server
+    for part in (sys.executable, sys.version, *sys.path[1:]):
         h.update(part.encode() + b"\0")
-    for entry in sys.path:  # a `pip install` touches site-packages
-        try:
-            h.update(str(os.stat(entry or ".").st_mtime_ns).encode())
-        except OSError:
-            h.update(b"-")
+    for entry in sys.path[1:]:
+        if entry.endswith(("site-packages", "dist-packages")):  # `pip install` touches these
+            try:
+                h.update(str(os.stat(entry).st_mtime_ns).encode())
+            except OSError:
+                h.update(b"-")
     for k in sorted(os.environ):
         if k.startswith(KEY_PREFIXES) and k != ENV:
             h.update(f"{k}={os.environ[k]}\0".encode())
@@ -95,22 +98,32 @@ def _recv(sock: socket.socket) -> bytes:
 
 # ---------------------------------------------------------------- the command's side
 def _start_server(path: str) -> None:
-    code = "import sys; from ganlab.runtime.warm import serve; serve(sys.argv[1])"
-    subprocess.Popen([sys.executable, "-c", code, path], cwd="/", start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     close_fds=True, env={k: v for k, v in os.environ.items() if k != "DVC_STAGE"})
+    """Start a server in its own session, as a grandchild: the command may exec another
+    program (`ganlab ui` becomes MLflow's), which would never reap it."""
+    code = "import sys; from ganlab.launcher import serve; serve(sys.argv[1])"
+    env = {k: v for k, v in os.environ.items() if k != "DVC_STAGE"}
+    pid = os.fork()
+    if pid == 0:
+        try:
+            subprocess.Popen([sys.executable, "-c", code, path], cwd="/", start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, close_fds=True, env=env)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
-def run_warm(argv: list[str]) -> int | None:
-    """Run `ganlab argv` in a child of the warm server; its exit code, or None when no server
-    took the command (one is then started for the next command)."""
+def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
+    """Run `ganlab argv` (the typer app or other callable `entry`, called with args= and
+    prog_name=) in a child of the warm server; its exit code, or None when no server took the
+    command (one is then started for the next command)."""
     path = socket_path()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(60)  # a starting server accepts once its imports are done
         sock.connect(path)
         request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                              "path": sys.path}).encode()
+                              "path": sys.path, "entry": entry}).encode()
         socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
         pid = int(_recv(sock))
@@ -167,6 +180,9 @@ def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.
     for target, fd in zip((0, 1, 2), fds, strict=True):
         os.dup2(fd, target)
         os.close(fd)
+    # the server's streams were opened on /dev/null: buffer as a process started here would
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))
+    sys.stderr.reconfigure(line_buffering=True)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -174,9 +190,10 @@ def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.
     sys.path[:] = request["path"]  # the command's own (its first entry is its script's folder)
     code = 0
     try:
-        from ganlab.cli import app
+        import importlib
 
-        app(args=request["argv"], prog_name="ganlab")
+        module, _, name = request["entry"].partition(":")
+        getattr(importlib.import_module(module), name)(args=request["argv"], prog_name="ganlab")
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, int) and e.code is not None:

@@ -157,8 +157,8 @@ def is_trivial(path: Path) -> bool:
 
 def required_files(command: str) -> list[Path]:
     """The source files `ganlab <command>` can run: its closure, cli.py and the launcher
-    (ganlab.runtime.warm, the console script's module)."""
-    files = {module_file(m) for m in closure(command)} | {_cli(), module_file("ganlab.runtime.warm")}
+    (ganlab.launcher, the console script's module)."""
+    files = {module_file(m) for m in closure(command)} | {_cli(), module_file("ganlab.launcher")}
     return sorted(f for f in files if f is not None and not is_trivial(f))
 
 

@@ -1,0 +1,155 @@
+"""The warm launcher (ganlab.launcher): a command run through the server behaves as the
+same command in its own process: its output on its own stdout/stderr, its folder and
+environment, its exit code, its signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ganlab import launcher as warm
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork server: Linux only")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, False),  # a command typed by hand runs in its own process
+    ({"DVC_STAGE": "train@gan"}, True),  # DVC runs a stage
+    ({"DVC_STAGE": "train@gan", "GANLAB_WARM": "0"}, False),  # turned off
+    ({"GANLAB_WARM": "1"}, True),  # turned on outside DVC
+    ({"DVC_STAGE": "train@gan", "LOCAL_RANK": "0"}, False),  # torchrun's processes
+])
+def test_when_commands_go_to_the_server(env, expected):
+    assert warm.wanted(env) is expected
+
+
+def test_socket_is_named_by_the_import_time_environment(monkeypatch):
+    base = warm.socket_path()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")  # read by the child
+    assert warm.socket_path() == base
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # read as torch imports
+    assert warm.socket_path() != base
+
+
+def _client(args, cwd, **extra):
+    env = {**os.environ, "GANLAB_WARM": "1", **extra}
+    env.pop("DVC_STAGE", None)
+    return subprocess.Popen([sys.executable, "-c", "from ganlab.launcher import main; main()", *args],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def server(tmp_path_factory):
+    """A running server for this test process's environment, just used (so its idle timer
+    is fresh): commands are sent until one is served by it."""
+    probe = tmp_path_factory.mktemp("probe")
+    env = {**os.environ, "GANLAB_WARM": "1"}
+    path = subprocess.run([sys.executable, "-c", "from ganlab.launcher import socket_path; "
+                           "print(socket_path())"], cwd=probe, env=env, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        existed = Path(path).exists()
+        _client(["--help"], probe).communicate(timeout=120)
+        if existed:
+            try:
+                _server_pid(path)  # a live server listens there, not a stale socket file
+                return path
+            except AssertionError:
+                pass
+        time.sleep(1)
+    raise AssertionError("no warm server started")
+
+
+def test_command_runs_in_a_child_of_the_server_with_its_own_folder_env_and_output(server, tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: [not, an, int]\n")
+    p = _client(["prepare"], tmp_path, GANLAB_PROBE="x")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, (out, err)  # a user error's exit code, through the server
+    assert "ganlab: error:" in err and "seed" in err  # on the command's own stderr, read from its folder
+    assert "Traceback" not in err
+
+
+def test_help_goes_to_the_commands_stdout(server, tmp_path):
+    p = _client(["--help"], tmp_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "reproducible laboratory" in out
+
+
+def _helper(args, cwd, **extra):
+    """tests/warm_helper.py's main, run through the server (the test's folder is the repo, so
+    the child imports `tests` as this process does)."""
+    env = {**os.environ, "GANLAB_WARM": "1", **extra}
+    env.pop("DVC_STAGE", None)
+    code = ("import sys; from ganlab.launcher import run_warm; "
+            "c = run_warm(sys.argv[1:], entry='tests.warm_helper:main'); "
+            "sys.exit(97 if c is None else c)")
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env)
+
+
+def _wait_for(path: Path, seconds: float = 60) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return path.read_text().split()
+        time.sleep(0.1)
+    raise AssertionError(f"{path} not written")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_child_gets_the_commands_env_and_exit_code(server, tmp_path):
+    out = tmp_path / "who"
+    p = _helper([str(out), "0", "5"], REPO, GANLAB_PROBE="seen")
+    assert p.wait(timeout=120) == 5
+    pid, ppid, cwd, probe = _wait_for(out)
+    assert int(ppid) == _server_pid(server) != p.pid  # forked by the server
+    assert cwd == str(REPO) and probe == "seen"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_command_stops_its_child(server, tmp_path, sig):
+    """SIGTERM to the command is passed on to the child, and the command then ends by it; a
+    command killed outright closes its connection, and the server ends the child."""
+    out = tmp_path / "who"
+    p = _helper([str(out)], REPO)
+    pid = int(_wait_for(out)[0])
+    assert _alive(pid)
+    p.send_signal(sig)
+    assert p.wait(timeout=60) == -sig
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the served child outlived its command"
+
+
+def _server_pid(path: str) -> int:
+    inode = None
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[-1] == path:
+            inode = int(parts[6])
+            break
+    if inode is None:
+        raise AssertionError(f"no process listens on {path}")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return int(pid)
+        except OSError:
+            continue
+    raise AssertionError(f"no process listens on {path}")
