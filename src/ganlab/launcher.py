@@ -238,6 +238,12 @@ def serve(path: str) -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional library; the child imports what it needs
             pass
+    import gc
+
+    # the preloaded objects out of the collector's sight: a child's collections then walk only
+    # its own objects, and do not touch (so copy) the pages it shares with the server
+    gc.collect()
+    gc.freeze()
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
