@@ -50,7 +50,7 @@ from common import (
 
 CHILD_TAG = "BENCH_CHILD_RESULT "
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
-            "stages", "step", "whole", "dvc_lock", "stacked", "penalties")
+            "stages", "step", "whole", "dvc_lock", "stacked", "penalties", "warm")
 
 
 @dataclass(frozen=True)
@@ -589,6 +589,10 @@ def print_report(res: dict) -> None:
         from penalties import print_penalties
 
         print_penalties(res["penalties"])
+    if res.get("warm"):
+        from warm_start import print_warm
+
+        print_warm(res["warm"])
     if res.get("stacked"):
         from stacked_cost import print_stacked
 
@@ -738,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
         from penalties import bench_penalties
 
         section("penalties", lambda: bench_penalties(args.quick))
+    if "warm" in sections:
+        from warm_start import bench_warm
+
+        section("warm", lambda: bench_warm(args.quick))
     if "stacked" in sections:
         from stacked_cost import bench_stacked
 

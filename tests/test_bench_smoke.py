@@ -211,3 +211,14 @@ def test_bench_penalties_times_both_paths_and_checks_they_agree(tmp_path: Path) 
         # the same loss and D gradient either way (float rounding only)
         assert r["loss_diff"] <= 1e-4 and r["grad_rel_diff"] <= 1e-4, r
     assert "separate / shared" in stdout
+
+
+@pytest.mark.slow
+def test_bench_warm_times_each_command_both_ways(tmp_path: Path) -> None:
+    res, stdout = _run_bench(tmp_path, "--only", "warm", "--quick")
+    rows = res["warm"]["rows"]
+    assert [r["command"] for r in rows] == ["ganlab evaluate gan", "ganlab sample gan", "ganlab floor"]
+    for r in rows:
+        assert _positive(r["cold_s"]) and _positive(r["warm_s"]), r
+        assert abs(r["ratio"] - r["cold_s"] / r["warm_s"]) < 1e-9
+    assert "cold / warm" in stdout
