@@ -120,21 +120,28 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
     path = socket_path()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(60)  # a starting server accepts once its imports are done
-        sock.connect(path)
+        sock.settimeout(10)
+        sock.connect(path)  # queues in the backlog while a starting server imports
         request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
                               "path": sys.path, "entry": entry}).encode()
         socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
-        pid = int(_recv(sock))
-    except (OSError, ValueError, ConnectionError):
+    except OSError:  # no server, or a stale socket file: nothing was started
         sock.close()
         try:
             _start_server(path)
         except OSError:
             pass
         return None
-    sock.settimeout(None)
+    # From here the server may have forked the command: never run it a second time here.
+    try:
+        sock.settimeout(600)  # the server accepts once its imports are done (seconds)
+        pid = int(_recv(sock))
+        sock.settimeout(None)
+    except (OSError, ValueError, ConnectionError) as e:
+        print(f"ganlab: error: the warm server took the command but did not start it ({e}); "
+              f"set {ENV}=0 to run commands in their own process", file=sys.stderr)
+        return 1
 
     def forward(signum, _frame):
         try:
@@ -262,6 +269,19 @@ def serve(path: str) -> None:
                     except (OSError, ValueError, struct.error):
                         conn.close()
                         continue
+                    try:  # a command that gave up waiting has closed its end: not run
+                        conn.setblocking(False)
+                        gone = conn.recv(1, socket.MSG_PEEK) == b""
+                    except BlockingIOError:
+                        gone = False
+                    except OSError:
+                        gone = True
+                    if gone:
+                        for fd in fds:
+                            os.close(fd)
+                        conn.close()
+                        continue
+                    conn.setblocking(True)
                     pid = os.fork()
                     if pid == 0:
                         sel.close()
