@@ -4,6 +4,7 @@ environment, its exit code, its signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,11 +39,27 @@ def test_socket_is_named_by_the_import_time_environment(monkeypatch):
     assert warm.socket_path() != base
 
 
+NOT_SERVED = 97  # what a command exits with here when no server took it
+
+
+def test_socket_folder_must_be_private(monkeypatch, tmp_path):
+    monkeypatch.setattr(warm.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert Path(warm.socket_path()).parent.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / f"ganlab-warm-{os.getuid()}"
+    shared.chmod(0o777)  # anyone could plant a socket here
+    with pytest.raises(OSError, match="not a private folder"):
+        warm.socket_path()
+    assert warm.run_warm(["--help"]) is None  # the command then runs in its own process
+
+
 def _client(args, cwd, **extra):
+    """`ganlab args` through the server only (exit NOT_SERVED if no server took it)."""
     env = {**os.environ, "GANLAB_WARM": "1", **extra}
     env.pop("DVC_STAGE", None)
-    return subprocess.Popen([sys.executable, "-c", "from ganlab.launcher import main; main()", *args],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = ("import sys; from ganlab.launcher import run_warm; c = run_warm(sys.argv[1:]); "
+            f"sys.exit({NOT_SERVED} if c is None else c)")
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
@@ -84,52 +101,55 @@ def test_help_goes_to_the_commands_stdout(server, tmp_path):
     assert "reproducible laboratory" in out
 
 
-def _helper(args, cwd, **extra):
+def _helper(args, cwd, setup: str = "", **extra):
     """tests/warm_helper.py's main, run through the server (the test's folder is the repo, so
-    the child imports `tests` as this process does)."""
+    the child imports `tests` as this process does); `setup` runs in the command first."""
     env = {**os.environ, "GANLAB_WARM": "1", **extra}
     env.pop("DVC_STAGE", None)
-    code = ("import sys; from ganlab.launcher import run_warm; "
+    code = (f"import os, signal, sys; {setup or 'pass'}; from ganlab.launcher import run_warm; "
             "c = run_warm(sys.argv[1:], entry='tests.warm_helper:main'); "
-            "sys.exit(97 if c is None else c)")
+            f"sys.exit({NOT_SERVED} if c is None else c)")
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env)
 
 
-def _wait_for(path: Path, seconds: float = 60) -> list[str]:
+def _wait_for(path: Path, seconds: float = 60) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text().split()
-        time.sleep(0.1)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.1)
     raise AssertionError(f"{path} not written")
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+    """Running or not yet reaped (a zombie the server never collects counts as alive)."""
+    return Path(f"/proc/{pid}").exists()
 
 
 def test_child_gets_the_commands_env_and_exit_code(server, tmp_path):
     out = tmp_path / "who"
-    p = _helper([str(out), "0", "5"], REPO, GANLAB_PROBE="seen")
+    p = _helper([str(out), "0", "5"], REPO, setup="os.umask(0o027); signal.signal(signal.SIGHUP, "
+                "signal.SIG_IGN)", GANLAB_PROBE="seen")
     assert p.wait(timeout=120) == 5
-    pid, ppid, cwd, probe = _wait_for(out)
-    assert int(ppid) == _server_pid(server) != p.pid  # forked by the server
-    assert cwd == str(REPO) and probe == "seen"
+    who = _wait_for(out)
+    assert who["ppid"] == _server_pid(server) != p.pid  # forked by the server
+    assert who["cwd"] == str(REPO) and who["probe"] == "seen"
+    assert who["umask"] == 0o027 and who["hup_ignored"]  # as under `nohup`
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_command_stops_its_child(server, tmp_path, sig):
-    """SIGTERM to the command is passed on to the child, and the command then ends by it; a
-    command killed outright closes its connection, and the server ends the child."""
+    """SIGTERM to the command is passed on to the child (which exits 42 on it), and the
+    command exits as the child did; a command killed outright closes its connection, and the
+    server stops the child and reaps it."""
     out = tmp_path / "who"
     p = _helper([str(out)], REPO)
-    pid = int(_wait_for(out)[0])
+    pid = _wait_for(out)["pid"]
     assert _alive(pid)
+    time.sleep(0.5)  # the command has its pid (and its signal handlers) by now
     p.send_signal(sig)
-    assert p.wait(timeout=60) == -sig
+    assert p.wait(timeout=60) == (42 if sig == signal.SIGTERM else -sig)
     deadline = time.monotonic() + 30
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -19,8 +19,14 @@ time (its socket's name is a digest of them); it exits after IDLE_SECONDS withou
 
 Only on Linux (fork after these imports is safe there; nothing has started a thread or an
 OpenMP pool), and not under torchrun. GANLAB_WARM=0 turns it off, GANLAB_WARM=1 turns it on
-outside DVC too. Whatever goes wrong before the child starts, the command runs in its own
-process as before.
+outside DVC too. When no server answers (none yet, or a stale socket file), the command runs
+in its own process as before and starts a server for the next one. Once a server has taken the
+command, the command is never run a second time in its own process: a server that fails
+before reporting the child's pid makes the command fail with a message.
+
+The socket lives in a folder of the user's own (mode 0700, its owner checked), and the server
+serves only processes of its own user (SO_PEERCRED). Signals the command ignores (`nohup`)
+stay ignored in the child, and the child takes the command's umask.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ ENV = "GANLAB_WARM"
 # variables read while the preloaded libraries import (or by the interpreter at start): a
 # server started under other values would not be the process the command would have been
 KEY_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "TORCH", "PYTORCH_", "CUDA_",
-                "NVIDIA_", "HIP_", "ROCM_")
+                "NVIDIA_", "HIP_", "ROCM_", "MLFLOW_LOGGING", "MLFLOW_CONFIGURE_LOGGING", "LANG",
+                "LC_", "TZ")
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PRELOAD = ("numpy", "yaml", "typer", "PIL.Image", "torch", "torch.optim", "torch._dynamo",
            "torch.nn.functional", "torchvision", "mlflow", "mlflow.tracking",
            "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
@@ -75,7 +83,23 @@ def socket_path() -> str:
     for k in sorted(os.environ):
         if k.startswith(KEY_PREFIXES) and k != ENV:
             h.update(f"{k}={os.environ[k]}\0".encode())
-    return os.path.join(tempfile.gettempdir(), f"ganlab-warm-{os.getuid()}-{h.hexdigest()[:16]}.sock")
+    return os.path.join(_socket_dir(), f"{h.hexdigest()[:16]}.sock")
+
+
+def _socket_dir() -> str:
+    """The user's own folder for server sockets: created 0700, refused unless it is a real
+    folder of this user that no one else can enter."""
+    d = os.path.join(tempfile.gettempdir(), f"ganlab-warm-{os.getuid()}")
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(d)
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{d} is not a private folder of this user")
+    return d
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
@@ -117,13 +141,20 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
     """Run `ganlab argv` (the typer app or other callable `entry`, called with args= and
     prog_name=) in a child of the warm server; its exit code, or None when no server took the
     command (one is then started for the next command)."""
-    path = socket_path()
+    try:
+        path = socket_path()
+    except OSError:  # no private folder for the socket: run in this process
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(10)
         sock.connect(path)  # queues in the backlog while a starting server imports
+        umask = os.umask(0o022)
+        os.umask(umask)
+        ignored = [int(s) for s in FORWARDED if signal.getsignal(s) == signal.SIG_IGN]
         request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                              "path": sys.path, "entry": entry}).encode()
+                              "path": sys.path, "entry": entry, "umask": umask,
+                              "ignored": ignored}).encode()
         socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
     except OSError:  # no server, or a stale socket file: nothing was started
@@ -149,8 +180,9 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
         except ProcessLookupError:
             pass
 
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, forward)
+    for s in FORWARDED:
+        if signal.getsignal(s) != signal.SIG_IGN:  # what the command ignores, its child does too
+            signal.signal(s, forward)
     try:
         code = int(_recv(sock))
     except (OSError, ValueError, ConnectionError):
@@ -178,10 +210,12 @@ def main() -> None:
 # ---------------------------------------------------------------- the server's side
 def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.socket) -> None:
     """In the forked child: become the command, run it, exit as it exits (never returns)."""
-    for s in (signal.SIGINT,):
-        signal.signal(s, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(s, signal.SIG_DFL)
+    for s in request.get("ignored", []):
+        signal.signal(signal.Signals(s), signal.SIG_IGN)
+    os.umask(int(request.get("umask", 0o022)))
     listener.close()
     conn.close()
     for target, fd in zip((0, 1, 2), fds, strict=True):
@@ -214,6 +248,54 @@ def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.
         code = 1
     # the interpreter's own shutdown (thread joins, atexit: MLflow's flushes), then exit
     raise SystemExit(code)
+
+
+def _take(conn: socket.socket, listener: socket.socket, sel: selectors.BaseSelector,
+          children: dict[int, socket.socket | None], me: int) -> None:
+    """One command: check who sent it, read it, fork its child and tell the command the pid.
+    Whatever fails, the received descriptors are closed, and a child the command could not
+    be told of is stopped (its exit is still reaped by the loop)."""
+    fds: list[int] = []
+    pid = 0
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid():
+            raise PermissionError("a process of another user")
+        conn.settimeout(30)
+        msg, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+        request = json.loads(_recv_exact(conn, _HEADER.unpack(msg)[0]))
+        if len(fds) != 3:
+            raise ValueError("expected stdin, stdout and stderr")
+        conn.setblocking(False)
+        try:  # a command that gave up waiting has closed its end: it is not run
+            if conn.recv(1, socket.MSG_PEEK) == b"":
+                raise ConnectionError("the command hung up")
+        except BlockingIOError:
+            pass
+        conn.setblocking(True)
+        pid = os.fork()
+        if pid == 0:
+            sel.close()
+            for c in children.values():
+                if c is not None:
+                    c.close()
+            _child(conn, fds, request, listener)  # never returns
+        _send(conn, str(pid).encode())
+        children[pid] = conn
+        sel.register(conn, selectors.EVENT_READ, pid)
+    except Exception:  # noqa: BLE001 - one bad request must not end the server
+        if os.getpid() != me:
+            raise
+        if pid:
+            children[pid] = None
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        conn.close()
+    if os.getpid() == me:
+        for fd in fds:
+            os.close(fd)
 
 
 def serve(path: str) -> None:
@@ -253,47 +335,17 @@ def serve(path: str) -> None:
     gc.freeze()
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}
+    children: dict[int, socket.socket | None] = {}
     last = time.monotonic()
     try:
         while True:
             for key, _ in sel.select(timeout=0.2):
                 if key.fileobj is listener:
-                    conn, _ = listener.accept()
                     try:
-                        conn.settimeout(30)
-                        msg, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
-                        request = json.loads(_recv_exact(conn, _HEADER.unpack(msg)[0]))
-                        if len(fds) != 3:
-                            raise ValueError("expected stdin, stdout and stderr")
-                    except (OSError, ValueError, struct.error):
-                        conn.close()
-                        continue
-                    try:  # a command that gave up waiting has closed its end: not run
-                        conn.setblocking(False)
-                        gone = conn.recv(1, socket.MSG_PEEK) == b""
-                    except BlockingIOError:
-                        gone = False
+                        conn, _ = listener.accept()
                     except OSError:
-                        gone = True
-                    if gone:
-                        for fd in fds:
-                            os.close(fd)
-                        conn.close()
                         continue
-                    conn.setblocking(True)
-                    pid = os.fork()
-                    if pid == 0:
-                        sel.close()
-                        for c in children.values():
-                            c.close()
-                        _child(conn, fds, request, listener)
-                    for fd in fds:
-                        os.close(fd)
-                    conn.settimeout(None)
-                    _send(conn, str(pid).encode())
-                    children[pid] = conn
-                    sel.register(conn, selectors.EVENT_READ, pid)
+                    _take(conn, listener, sel, children, me)
                 else:  # the command's end closed: it is gone, so its child must go too
                     try:
                         gone = not key.fileobj.recv(1)
@@ -312,7 +364,10 @@ def serve(path: str) -> None:
                     break
                 if pid == 0:
                     break
-                conn = children.pop(pid)
+                conn = children.pop(pid, None)
+                last = time.monotonic()
+                if conn is None:  # a child whose command was never told its pid
+                    continue
                 try:
                     sel.unregister(conn)
                 except (KeyError, ValueError):
@@ -322,11 +377,15 @@ def serve(path: str) -> None:
                 except OSError:
                     pass
                 conn.close()
-                last = time.monotonic()
             if not children and time.monotonic() - last > IDLE_SECONDS:
                 return
     finally:
         if os.getpid() == me:
+            for pid in children:  # a server that fails leaves no command running unwatched
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             try:
                 if os.stat(path).st_ino == ours:  # not a newer server's socket
                     os.unlink(path)
