@@ -250,6 +250,13 @@ def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.
     raise SystemExit(code)
 
 
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
 def _take(conn: socket.socket, listener: socket.socket, sel: selectors.BaseSelector,
           children: dict[int, socket.socket | None], me: int) -> None:
     """One command: check who sent it, read it, fork its child and tell the command the pid.
@@ -288,10 +295,7 @@ def _take(conn: socket.socket, listener: socket.socket, sel: selectors.BaseSelec
             raise
         if pid:
             children[pid] = None
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _stop(pid)
         conn.close()
     if os.getpid() == me:
         for fd in fds:
@@ -353,10 +357,7 @@ def serve(path: str) -> None:
                         gone = True
                     if gone:
                         sel.unregister(key.fileobj)
-                        try:
-                            os.kill(key.data, signal.SIGTERM)
-                        except ProcessLookupError:
-                            pass
+                        _stop(key.data)
             while children:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
@@ -382,10 +383,7 @@ def serve(path: str) -> None:
     finally:
         if os.getpid() == me:
             for pid in children:  # a server that fails leaves no command running unwatched
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                _stop(pid)
             try:
                 if os.stat(path).st_ino == ours:  # not a newer server's socket
                     os.unlink(path)
