@@ -16,9 +16,11 @@ ganlab code: TORCH_DEFAULTS is read before anything from ganlab has run.
 from __future__ import annotations
 
 import copy
+import os
 import resource
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +101,19 @@ def copy_project(dest: Path) -> None:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+
+
+def project_command_env(root: Path) -> tuple[str, dict[str, str]]:
+    """The `ganlab` command of this venv and the environment a stage gets in a copy of the
+    project at `root`: the copy's `src/` imported, the venv first on PATH, no MLflow store or
+    DVC stage of the caller's shell (the copy's own store)."""
+    venv_bin = Path(sys.executable).parent
+    ganlab = str(venv_bin / "ganlab") if (venv_bin / "ganlab").exists() else "ganlab"
+    env = dict(os.environ, PYTHONPATH=str(root / "src"),
+               PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    for key in [k for k in env if k.startswith("MLFLOW_") or k == "DVC_STAGE"]:
+        env.pop(key)
+    return ganlab, env
 
 
 # ---- torch's process-wide switches ----------------------------------------------------------

@@ -18,7 +18,6 @@ at params.yaml's sizes: prepare, judge, floor, train gan, sample gan.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from common import copy_project, fmt, print_table
+from common import copy_project, fmt, print_table, project_command_env
 
 VARIANT = "gan"
 # stage -> (params key, small, large, what one unit is), in the order they run (quality scores
@@ -90,15 +89,10 @@ def command(ganlab: str, stage: str) -> list[str]:
 
 def bench_stage_cost(reps: int = 2, log: Callable[[str], None] = print) -> dict:
     """Time the stages in a fresh copy of the project (common.copy_project)."""
-    venv_bin = Path(sys.executable).parent
-    ganlab = str(venv_bin / "ganlab") if (venv_bin / "ganlab").exists() else "ganlab"
     tmp = Path(tempfile.mkdtemp(prefix="ganlab-stages-"))
     try:
         copy_project(tmp)
-        env = dict(os.environ, PYTHONPATH=str(tmp / "src"),
-                   PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
-        for key in [k for k in env if k.startswith("MLFLOW_")]:
-            env.pop(key)  # the copy's own store, whatever the caller's shell points at
+        ganlab, env = project_command_env(tmp)
         base = yaml.safe_load((tmp / "params.yaml").read_text())
 
         def run(args: list[str], raw: dict | None = None) -> float:

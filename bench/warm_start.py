@@ -13,24 +13,20 @@ Set up first: prepare, judge, floor, train gan (`epochs` epochs, a monitor check
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from common import copy_project, fmt, print_table
+from common import copy_project, fmt, print_table, project_command_env
 
 VARIANT = "gan"
 TIMED = (("evaluate", [VARIANT]), ("sample", [VARIANT]), ("floor", []))
 
 
 def bench_warm(quick: bool = False, reps: int = 3, epochs: int = 2) -> dict:
-    venv_bin = Path(sys.executable).parent
-    ganlab = str(venv_bin / "ganlab") if (venv_bin / "ganlab").exists() else "ganlab"
     tmp = Path(tempfile.mkdtemp(prefix="ganlab-warm-"))
     reps = 1 if quick else reps
     try:
@@ -41,10 +37,7 @@ def bench_warm(quick: bool = False, reps: int = 3, epochs: int = 2) -> dict:
         if quick:
             raw["sample"]["n_samples"] = raw["evaluate"]["n_samples"] = 200
         (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        env = dict(os.environ, PYTHONPATH=str(tmp / "src"),
-                   PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
-        for key in [k for k in env if k.startswith("MLFLOW_") or k == "DVC_STAGE"]:
-            env.pop(key)
+        ganlab, env = project_command_env(tmp)
 
         def run(args: list[str], warm: bool) -> float:
             t0 = time.perf_counter()
