@@ -104,13 +104,50 @@ def test_interrupted_training_resumes_to_identical_result(in_tmp, tiny_params, m
     assert (in_tmp / "metrics/curves/gan.csv").read_text() == full
     resumed_g = torch.load(in_tmp / "models/variants/gan/generator.pt")["state_dict"]
     assert all(torch.equal(full_g[k], resumed_g[k]) for k in full_g)
+    # the killed run's rows of epochs 1-2 were still waiting for their flush (progress_every
+    # 4): the resumed run logs them, so its MLflow curve has every row of the CSV, once
+    from ganlab.tracking import runs as tracking
+
+    run_id = tracking.read_run_file(in_tmp / "models/variants/gan/mlflow_run.json")
+    c, _ = tracking.client()
+    steps = [m.step for m in c.get_metric_history(run_id, "d_loss")]
+    csv_steps = [int(float(line.split(",")[0])) for line in full.splitlines()[1:]]
+    assert sorted(steps) == csv_steps
+
+
+def test_progress_grids_and_mlflow_rows_every_progress_every_epochs(in_tmp, tiny_params):
+    """monitor.progress_every 2 over 5 epochs: grids after epochs 2, 4 and the last (5), in
+    the output folder and as MLflow image steps (0 is the untrained G); every row in MLflow."""
+    params = _prepared(in_tmp, tiny_params)
+    params = dataclasses.replace(
+        params, monitor=dataclasses.replace(params.monitor, progress_every=2),
+        variants={"gan": dataclasses.replace(params.variants["gan"], epochs=5)})
+    run_train(params, "gan", echo=lambda *_: None)
+    out = in_tmp / "models/variants/gan"
+    assert sorted(p.name for p in (out / "progress").iterdir()) == [
+        "epoch_002.png", "epoch_004.png", "epoch_005.png"]
+    from ganlab.tracking import runs as tracking
+
+    run_id = tracking.read_run_file(out / "mlflow_run.json")
+    c, _ = tracking.client()
+    steps = {int(a.path.split("+step+")[1].split("+")[0])
+             for a in c.list_artifacts(run_id, "images") if a.path.endswith(".png")}
+    assert steps == {0, 2, 4, 5}
+    csv = (in_tmp / "metrics/curves/gan.csv").read_text().splitlines()[1:]
+    assert sorted(m.step for m in c.get_metric_history(run_id, "g_loss")) == [
+        int(float(line.split(",")[0])) for line in csv]
+    timing = json.loads((out / "timing.json").read_text())
+    assert 0 < timing["loop_train_seconds"] <= timing["loop_seconds"]
+    assert timing["loop_monitor_seconds"] == 0  # monitor off here
 
 
 def test_train_writes_outputs_and_mlflow_run(in_tmp, tiny_params):
     params = _prepared(in_tmp, tiny_params)
     run_train(params, "minimax", echo=lambda *_: None)
     out = in_tmp / "models/variants/minimax"
-    assert (out / "generator.pt").exists() and (out / "progress/epoch_001.png").exists()
+    # 2 epochs at progress_every 4: the last epoch's grid only
+    assert (out / "generator.pt").exists() and [p.name for p in (out / "progress").iterdir()] == [
+        "epoch_002.png"]
     summary = json.loads((in_tmp / "metrics/train/minimax.json").read_text())
     assert summary["g_steps"] == 2 * (300 // 32)
     header = (in_tmp / "metrics/curves/minimax.csv").read_text().splitlines()[0].split(",")
@@ -158,3 +195,49 @@ def test_optimisers_are_built_on_first_use_and_step_as_before():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_lean_adam_updates_bit_for_bit_as_torch_fused_adam():
+    """LeanAdam's lean path calls torch's fused kernels itself: parameters and state equal
+    torch.optim.Adam(fused=True) exactly, through an lr change and a state-dict round trip;
+    a step with a parameter lacking its gradient takes torch's own path (and skips it)."""
+    import copy
+
+    from ganlab.core.optim import LeanAdam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.LeakyReLU(0.2),
+                              torch.nn.Linear(8, 1))
+    twin = copy.deepcopy(net)
+    ref = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.0, 0.99), fused=True)
+    lean = LeanAdam(twin.parameters(), lr=1e-2, betas=(0.0, 0.99))
+    calls = []
+    torch_step = torch.optim.Adam.step
+
+    def counted(self, *a, **k):
+        calls.append(type(self).__name__)
+        return torch_step(self, *a, **k)
+
+    for i in range(12):
+        x = torch.randn(10, 6)
+        if i == 5:
+            for o in (ref, lean):
+                o.param_groups[0]["lr"] = 3e-3
+        if i == 8:  # a checkpoint round trip
+            lean.load_state_dict(copy.deepcopy(lean.state_dict()))
+        for m, o in ((net, ref), (twin, lean)):
+            o.zero_grad(set_to_none=True)
+            m(x).square().mean().backward()
+            if i == 10:  # the last layer's bias without a gradient this step
+                m[3].bias.grad = None
+            if o is lean:
+                torch.optim.Adam.step = counted
+            try:
+                o.step()
+            finally:
+                torch.optim.Adam.step = torch_step
+    for a, b in zip(net.state_dict().values(), twin.state_dict().values()):
+        assert torch.equal(a, b)
+    ra, rb = ref.state_dict()["state"], lean.state_dict()["state"]
+    assert all(torch.equal(ra[k][f], rb[k][f]) for k in ra for f in ra[k])
+    assert calls == ["LeanAdam", "LeanAdam"]  # the first step (no state yet) and step 10

@@ -281,9 +281,11 @@ class MonitorParams:
     # in the quality stage, pixels for the train stage's early stop
     collapse_patience: int = 3  # consecutive bad checks before a warning
     early_stop_on_collapse: bool = False  # stop at the warning, keep the most diverse generator
+    progress_every: int = 4  # epochs between progress grids and MLflow metric flushes (and the last)
 
     def check(self, key: str) -> None:
         in_range(f"{key}.every", self.every, 0, None)
+        in_range(f"{key}.progress_every", self.progress_every, 1, None)
         for name in ("n_samples", "k_pr", "collapse_patience"):
             in_range(f"{key}.{name}", getattr(self, name), 2 if name == "n_samples" else 1, None)
         in_range(f"{key}.collapse_threshold", self.collapse_threshold, 0.0, None)
