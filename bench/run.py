@@ -737,7 +737,8 @@ def main(argv: list[str] | None = None) -> int:
 
         pair = args.whole_epochs or ("1,2" if args.quick else "1,9")
         e1, e2 = (int(x) for x in pair.split(","))
-        section("whole", lambda: bench_whole(args.threads, (e1, e2), reps=1 if args.quick else 2))
+        section("whole", lambda: bench_whole(args.threads, (e1, e2), reps=1 if args.quick else 2,
+                                             overhead_epochs=e2 if args.quick else None))
     if "penalties" in sections:
         from penalties import bench_penalties
 

@@ -18,6 +18,11 @@ time of `reps` runs each (run.py: 2, 1 with --quick). Then
     start-up  = t(E1) - E1 x per epoch          (imports, data, set-up, final writes)
     images/s  = n_train / per-epoch seconds
 
+Last, one more ganlab run at params.yaml's epochs for the variant (the default run's training;
+`overhead_epochs` instead, E2 with --quick) gives the share of its epoch loop spent outside the
+steps, by the train stage's own clocks in timing.json: the trainer's epochs, the monitor's
+checks, and the rest (progress grids, MLflow rows and images, checkpoints).
+
 With monitor.every 8, 9 epochs hold two checks (epoch 8 and the last) and 1 epoch one, so the
 per-epoch figure carries one check per 8 epochs, the default 32-epoch run's rate.
 `monitor.collapse_patience` is set to 1 in every run: params validation refuses a patience
@@ -58,7 +63,8 @@ def per_epoch_split(e1: int, t1: float, e2: int, t2: float) -> tuple[float, floa
 
 
 def bench_whole(threads: int, epochs: tuple[int, int] = (1, 9), monitor_off: bool = True,
-                reps: int = 1, log: Callable[[str], None] = print) -> dict:
+                reps: int = 1, log: Callable[[str], None] = print,
+                overhead_epochs: int | None = None) -> dict:
     e1, e2 = epochs
     per_epoch_split(e1, 0.0, e2, 1.0)  # refuse a bad pair before any work
     venv_bin = Path(sys.executable).parent
@@ -105,7 +111,7 @@ def bench_whole(threads: int, epochs: tuple[int, int] = (1, 9), monitor_off: boo
                 raw["monitor"]["every"] = every
             wall, _ = run([ganlab, "train", VARIANT], raw)
             timing = json.loads((tmp / "models" / "variants" / VARIANT / "timing.json").read_text())
-            return {"wall_s": wall, "train_s": timing.get("train_seconds")}
+            return {"wall_s": wall, "train_s": timing.get("train_seconds"), "timing": timing}
 
         sides: dict[str, Callable[[int], dict]] = {
             "tutorial": tutorial, "ganlab": lambda e: ganlab_train(e, None)}
@@ -136,8 +142,21 @@ def bench_whole(threads: int, epochs: tuple[int, int] = (1, 9), monitor_off: boo
         tut = rows[0]["per_epoch_s"]
         for r in rows:
             r["per_epoch_vs_tutorial"] = r["per_epoch_s"] / tut if tut else None
+        # the epoch loop of one run at params.yaml's own epochs (the default run's training),
+        # split by the train stage's own clocks (timing.json): trainer epochs, monitor checks,
+        # and the rest (progress grids, MLflow rows and images, checkpoints)
+        default_epochs = overhead_epochs or base["variants"][VARIANT].get(
+            "epochs", base["training"]["epochs"])
+        t = ganlab_train(default_epochs, None)["timing"]
+        loop, steps, mon = t["loop_seconds"], t["loop_train_seconds"], t["loop_monitor_seconds"]
+        overhead = {"epochs": default_epochs, "loop_s": loop, "steps_s": steps, "monitor_s": mon,
+                    "other_s": loop - steps - mon, "outside_share": (loop - steps) / loop,
+                    "monitor_share": mon / loop, "other_share": (loop - steps - mon) / loop,
+                    "progress_every": base["monitor"]["progress_every"],
+                    "monitor_every": base["monitor"]["every"]}
+        log(f"  ganlab, {default_epochs} epochs (params.yaml): loop {loop:.2f}s, steps {steps:.2f}s")
         return {"variant": VARIANT, "threads": threads, "n_train": n_train, "epochs": [e1, e2],
-                "reps": reps, "prepare_s": prepare_s, "rows": rows}
+                "reps": reps, "prepare_s": prepare_s, "rows": rows, "overhead": overhead}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -155,3 +174,16 @@ def print_whole(res: dict) -> None:
                  for r in res["rows"]])
     print("  loop s/epoch: the process's own clock around its epochs (the tutorial's whole loop; "
           "ganlab's timing.json train_seconds, trainer epochs only, without grids, MLflow, monitor)")
+    o = res.get("overhead")
+    if o:
+        print_table(f"ganlab's epoch loop at params.yaml's {o['epochs']} epochs, by its own clocks "
+                    f"(timing.json; monitor.every {o['monitor_every']}, progress_every "
+                    f"{o['progress_every']})",
+                    ["part", "s", "% of the loop"],
+                    [["trainer epochs (the steps)", fmt(o["steps_s"], ".2f"),
+                      fmt(100 * (1 - o["outside_share"]), ".1f")],
+                     ["monitor checks", fmt(o["monitor_s"], ".2f"), fmt(100 * o["monitor_share"], ".1f")],
+                     ["the rest (grids, MLflow, checkpoints)", fmt(o["other_s"], ".2f"),
+                      fmt(100 * o["other_share"], ".1f")],
+                     ["outside the steps", fmt(o["loop_s"] - o["steps_s"], ".2f"),
+                      fmt(100 * o["outside_share"], ".1f")]])

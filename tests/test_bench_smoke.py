@@ -166,6 +166,12 @@ def test_bench_whole_runs_both_sides_as_fresh_processes(tmp_path: Path) -> None:
             assert _finite(row[key]), (key, row)
     assert whole["rows"][0]["per_epoch_vs_tutorial"] == pytest.approx(1.0)
     assert "per epoch / tutorial" in stdout
+    # the epoch loop split by the train stage's own clocks: steps + monitor + the rest = loop
+    o = whole["overhead"]
+    assert o["epochs"] == 2 and _positive(o["loop_s"]) and _positive(o["steps_s"])
+    assert o["steps_s"] + o["monitor_s"] + o["other_s"] == pytest.approx(o["loop_s"])
+    assert 0 < o["outside_share"] < 1 and o["monitor_s"] > 0  # monitor.every checks the last epoch
+    assert "outside the steps" in stdout
 
 
 def test_dvc_lock_bench_expands_manifests_into_the_per_file_deps(monkeypatch, tmp_path: Path) -> None:
