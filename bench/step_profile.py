@@ -18,11 +18,15 @@ same N steps after a warm-up:
 
 Each distinct GEMM is then timed alone (same shapes and memory layout, best of several
 repeats), which gives the step's own-shape limit: the time its GEMMs would take at their
-isolated rates. `% of own-shape limit` = that limit / the measured step time.
+isolated rates. `% of own-shape limit` = that limit / the measured step time. Last, the same
+GEMMs are timed back to back in the step's order with nothing between them: each then finds
+its operands out of cache as in a step, so this (not the sum of isolated rates) is the time
+the GEMMs alone need; `% of the GEMMs back to back` = that / the step time.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -341,6 +345,36 @@ def time_gemm(row: dict, reps: int, min_rep_s: float = 5e-3) -> float:
     return min(loop(inner) for _ in range(reps)) / inner
 
 
+def time_gemm_sequence(rows: list[dict], reps: int, min_rep_s: float = 20e-3) -> float:
+    """Seconds for one step's GEMMs called back to back in the step's order (G forward, D
+    forward, D backward, G backward), each at its shapes and layout, nothing else between
+    them: the GEMMs' own limit once they stop sharing the caches with repeats of themselves.
+    A GEMM run `c` times per step is called int(c) times; the fraction left (GEMMs of the
+    logging steps only) is charged at its isolated rate (`isolated_s`)."""
+    calls, extra_s = [], 0.0
+    for row in rows:
+        a = _strided((row["m"], row["k"]), row["a_stride"])
+        b = _strided((row["k"], row["n"]), row["b_stride"])
+        bias = _strided(row["bias_shape"], row["bias_stride"]) if row["op"] == "aten::addmm" else None
+        call = (functools.partial(torch.mm, a, b) if bias is None
+                else functools.partial(torch.addmm, bias, a, b))
+        whole = int(row["calls_per_step"])
+        calls += [call] * whole
+        extra_s += (row["calls_per_step"] - whole) * row["isolated_s"]
+
+    def loop(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            for call in calls:
+                call()
+        return time.perf_counter() - t0
+
+    inner = 1
+    while loop(inner) < min_rep_s:
+        inner *= 2
+    return min(loop(inner) for _ in range(reps)) / inner + extra_s
+
+
 # ---- the section ------------------------------------------------------------------------------
 
 
@@ -395,6 +429,7 @@ def bench_step(threads: int, peak_gflops: float | None, steps: int = 200, warm: 
         g["limit_ms_per_step"] = 1e3 * g["calls_per_step"] * g["isolated_s"]
     flops_step = sum(g["flops"] * g["calls_per_step"] for g in gemms)
     limit_s = sum(g["calls_per_step"] * g["isolated_s"] for g in gemms)
+    sequence_s = time_gemm_sequence(gemms, gemm_reps)
 
     total_us = sum(us.values())
     phases = [{"phase": ph, "share": us[ph] / total_us, "ms_per_step": 1e3 * step_s * us[ph] / total_us,
@@ -408,6 +443,7 @@ def bench_step(threads: int, peak_gflops: float | None, steps: int = 200, warm: 
         "layers": layers, "gemms": gemms, "distinct_gemm_shapes": len(alone),
         "gemm_calls_per_step": sum(g["calls_per_step"] for g in gemms),
         "gemm_mflop_per_step": flops_step / 1e6, "own_shape_limit_ms": 1e3 * limit_s,
+        "gemm_sequence_ms": 1e3 * sequence_s, "pct_gemm_sequence": 100 * sequence_s / step_s,
         "achieved_gflops": flops_step / step_s / 1e9, "pct_own_shape_limit": 100 * limit_s / step_s,
         "gemm_in_step_ms_profiled": gemm_in_step_us / 1e3 / steps,
         "peak_gflops": peak_gflops,
@@ -440,9 +476,12 @@ def print_step(res: dict) -> None:
                  ["GEMM calls per step", fmt(res["gemm_calls_per_step"], ".1f")],
                  ["own-shape limit ms/step (GEMMs at their isolated rates)",
                   fmt(res["own_shape_limit_ms"], ".3f")],
+                 ["the step's GEMMs back to back, nothing between (ms)", fmt(res["gemm_sequence_ms"], ".3f")],
                  ["GEMM ms/step inside the step (profiled)", fmt(res["gemm_in_step_ms_profiled"], ".3f")],
                  ["step ms (no profiler)", fmt(res["step_ms"], ".3f")],
                  ["achieved GFLOP/s (GEMM FLOPs / step time)", fmt(res["achieved_gflops"], ".2f")],
                  ["% of own-shape limit (limit / step time)", fmt(res["pct_own_shape_limit"], ".1f")],
+                 ["% of the GEMMs back to back (their time / step time)",
+                  fmt(res["pct_gemm_sequence"], ".1f")],
                  ["2048^2 matmul peak GFLOP/s", fmt(res["peak_gflops"], ".1f")],
                  ["% of 2048^2 peak", fmt(res["pct_peak"], ".2f")]])

@@ -99,7 +99,8 @@ def test_bench_step_attributes_the_step_and_its_gemms(tmp_path: Path) -> None:
     step = res["step"]
     for key in ("step_ms", "profiled_step_ms", "gemm_mflop_per_step", "gemm_calls_per_step",
                 "own_shape_limit_ms", "achieved_gflops", "pct_own_shape_limit",
-                "gemm_in_step_ms_profiled", "peak_gflops", "pct_peak"):
+                "gemm_in_step_ms_profiled", "peak_gflops", "pct_peak", "gemm_sequence_ms",
+                "pct_gemm_sequence"):
         assert _positive(step[key]) and _finite(step[key]), (key, step[key])
     assert step["steps"] == 10 and step["threads"] == 1 and step["batch_size"] == 64
 
