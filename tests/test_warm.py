@@ -173,3 +173,44 @@ def _server_pid(path: str) -> int:
         except OSError:
             continue
     raise AssertionError(f"no process listens on {path}")
+
+
+def test_a_server_that_closes_before_taking_the_command_leaves_it_to_run_here(monkeypatch, tmp_path):
+    """An idle server that closes with a command in its backlog never acknowledged it, so
+    nothing was forked: the command runs in its own process (None), not exit 1."""
+    import socket
+    import threading
+
+    monkeypatch.setattr(warm.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(warm, "_start_server", lambda path: None)  # no real server here
+    path = warm.socket_path()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+
+    def close_unanswered():
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)  # reads the request, then goes away without the acknowledgement
+        conn.close()
+        listener.close()
+
+    t = threading.Thread(target=close_unanswered)
+    t.start()
+    assert warm.run_warm(["--help"]) is None
+    t.join(10)
+
+
+def test_one_server_per_socket_when_two_start_at_once(tmp_path):
+    """The lock beside the socket: a second server for the same socket returns at once
+    instead of taking the socket over from the first."""
+    import fcntl
+
+    path = str(tmp_path / "s.sock")
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a serving server holds it
+    try:
+        t0 = time.monotonic()
+        warm.serve(path)  # returns: the lock is taken
+        assert time.monotonic() - t0 < 5 and not Path(path).exists()
+    finally:
+        os.close(fd)

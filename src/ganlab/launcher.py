@@ -17,6 +17,10 @@ before the fork, so each stage loads its own code fresh from disk, and the code 
 import path, one state of the installed packages and one set of the variables read at import
 time (its socket's name is a digest of them); it exits after IDLE_SECONDS without a command.
 
+A server acknowledges each command before it forks; a command without the acknowledgement
+(the server closed, idle, with the command in its backlog) runs in its own process. A lock
+file beside the socket keeps one server per socket when several commands start one at once.
+
 Only on Linux (fork after these imports is safe there; nothing has started a thread or an
 OpenMP pool), and not under torchrun. GANLAB_WARM=0 turns it off, GANLAB_WARM=1 turns it on
 outside DVC too. When no server answers (none yet, or a stale socket file), the command runs
@@ -55,6 +59,8 @@ PRELOAD = ("numpy", "yaml", "typer", "PIL.Image", "torch", "torch.optim", "torch
            "torch.nn.functional", "torchvision", "mlflow", "mlflow.tracking",
            "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
 _HEADER = struct.Struct("!I")
+ACK = b"+"  # the server's first byte on a connection: it took the command (and has not forked)
+_LOCK_FD: int | None = None  # the serving server's lock file
 
 
 def wanted(env: dict[str, str] | None = None) -> bool:
@@ -157,7 +163,13 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
                               "ignored": ignored}).encode()
         socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
-    except OSError:  # no server, or a stale socket file: nothing was started
+        sock.settimeout(600)  # the server accepts once its imports are done (seconds)
+        if _recv_exact(sock, 1) != ACK:
+            raise ConnectionError("not a warm server's answer")
+    except (OSError, ConnectionError):
+        # no server, a stale socket file, or a server that closed (idle) with the command
+        # still in its backlog: it acknowledges a command before it forks, so without the
+        # acknowledgement nothing was started, and the command runs here
         sock.close()
         try:
             _start_server(path)
@@ -166,7 +178,6 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
         return None
     # From here the server may have forked the command: never run it a second time here.
     try:
-        sock.settimeout(600)  # the server accepts once its imports are done (seconds)
         pid = int(_recv(sock))
         sock.settimeout(None)
     except (OSError, ValueError, ConnectionError) as e:
@@ -216,6 +227,8 @@ def _child(conn: socket.socket, fds: list[int], request: dict, listener: socket.
     for s in request.get("ignored", []):
         signal.signal(signal.Signals(s), signal.SIG_IGN)
     os.umask(int(request.get("umask", 0o022)))
+    if _LOCK_FD is not None:
+        os.close(_LOCK_FD)
     listener.close()
     conn.close()
     for target, fd in zip((0, 1, 2), fds, strict=True):
@@ -269,6 +282,7 @@ def _take(conn: socket.socket, listener: socket.socket, sel: selectors.BaseSelec
         if struct.unpack("3i", creds)[1] != os.getuid():
             raise PermissionError("a process of another user")
         conn.settimeout(30)
+        conn.sendall(ACK)
         msg, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
         request = json.loads(_recv_exact(conn, _HEADER.unpack(msg)[0]))
         if len(fds) != 3:
@@ -303,6 +317,18 @@ def _take(conn: socket.socket, listener: socket.socket, sel: selectors.BaseSelec
 
 
 def serve(path: str) -> None:
+    import fcntl
+
+    # one server per socket: commands started together may each start one; the lock (held
+    # until this process ends) lets the first serve and the others return at once
+    global _LOCK_FD
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        return
+    _LOCK_FD = lock  # a forked command closes it: the lock is the server's alone
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
