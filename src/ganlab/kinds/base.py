@@ -39,7 +39,6 @@ from ganlab.core.losses import (
     r1_penalty,
     r2_penalty,
 )
-from ganlab.core.optim import LeanAdam
 from ganlab.nets.build import SigmaTracker
 from ganlab.runtime.distributed import DistContext
 from ganlab.util import GanlabError, derive_seed
@@ -79,11 +78,10 @@ def make_optimizer(p: TrainParams, params, lr: float) -> DeferredOptimizer:
 
 def _build_optimizer(p: TrainParams, params: list, lr: float) -> torch.optim.Optimizer:
     # fused kernels (one pass over all parameters) where this torch build has them for
-    # the device, with less Python around them (LeanAdam: the same kernels, bit for bit);
-    # the foreach (multi-tensor) path otherwise. Same update rule either way.
+    # the device; the foreach (multi-tensor) path otherwise. Same update rule either way.
     if p.optimizer == "adam":
         try:
-            return LeanAdam(params, lr=lr, betas=p.betas)
+            return torch.optim.Adam(params, lr=lr, betas=p.betas, fused=True)
         except (RuntimeError, TypeError):
             return torch.optim.Adam(params, lr=lr, betas=p.betas, foreach=True)
     if p.optimizer == "rmsprop":
