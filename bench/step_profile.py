@@ -346,11 +346,12 @@ def time_gemm(row: dict, reps: int, min_rep_s: float = 5e-3) -> float:
 
 
 def time_gemm_sequence(rows: list[dict], reps: int, min_rep_s: float = 20e-3) -> float:
-    """Seconds for one step's GEMMs called back to back in the step's order (G forward, D
-    forward, D backward, G backward), each at its shapes and layout, nothing else between
-    them: the GEMMs' own limit once they stop sharing the caches with repeats of themselves.
-    A GEMM run `c` times per step is called int(c) times; the fraction left (GEMMs of the
-    logging steps only) is charged at its isolated rate (`isolated_s`)."""
+    """Seconds for one step's GEMMs called back to back, grouped as the step runs them (G
+    forward, D forward, D backward, G backward; largest first within a group, as step_gemms
+    sorts them), each at its shapes and layout, nothing else between them: the GEMMs' own
+    limit once each no longer follows a repeat of itself. A GEMM run `c` times per step is
+    called int(c) times in a row (c is 1 for every GEMM of the gan step); the fraction left
+    (GEMMs of the logging steps only) is charged at its isolated rate (`isolated_s`)."""
     calls, extra_s = [], 0.0
     for row in rows:
         a = _strided((row["m"], row["k"]), row["a_stride"])

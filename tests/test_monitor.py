@@ -103,6 +103,15 @@ def test_early_stop_on_collapse_needs_no_judge_and_keeps_the_most_diverse(judged
     snap = torch.load(in_tmp / f"models/variants/gan/snapshots/step_{best:07d}.pt")["state_dict"]
     kept = torch.load(in_tmp / "models/variants/gan/generator.pt")["state_dict"]
     assert all(torch.equal(snap[k], kept[k]) for k in kept)
+    # stopped at epoch 2, before any progress flush (progress_every 4): the stop flushes the
+    # kept generator's grid and every row
+    out = in_tmp / "models/variants/gan"
+    assert [p.name for p in (out / "progress").iterdir()] == ["epoch_002.png"]
+    from ganlab.tracking import runs as tracking
+
+    c, _ = tracking.client()
+    hist = c.get_metric_history(tracking.read_run_file(out / "mlflow_run.json"), "d_loss")
+    assert len(hist) == summary["g_steps"] // params.variants["gan"].log_every
     (in_tmp / "judge.pt").rename(in_tmp / "models/judge/judge.pt")
     q = run_quality(params, "gan", echo=lambda *_: None)  # the judge-space view of the same run
     assert q["checks"] == 2 and q["collapse_warnings"] == 1

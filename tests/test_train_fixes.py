@@ -210,7 +210,9 @@ def test_resume_does_not_log_steps_twice(in_tmp, tiny_params, monkeypatch):
     tiny_params = _no_monitor(tiny_params)
     params = dataclasses.replace(tiny_params, variants={"gan": dataclasses.replace(
         tiny_params.variants["gan"], epochs=3, log_every=1)})
-    # checkpoint after epoch 1 only; epoch 2 is logged to MLflow, then the run dies
+    # checkpoint after epoch 1 only; the run dies in epoch 3, and the rows of epochs 1-2 (not
+    # yet flushed at progress_every 4) reach MLflow as it dies: the resumed run reruns epoch 2
+    # and must not log its rows again
     saves = {"n": 0}
     real_save = tr.save_checkpoint
 
@@ -234,3 +236,23 @@ def test_resume_does_not_log_steps_twice(in_tmp, tiny_params, monkeypatch):
     c, _ = tracking.client()
     steps = [m.step for m in c.get_metric_history(run_id, "d_loss")]
     assert len(steps) == len(set(steps)) == summary["g_steps"]
+
+
+def test_a_failed_run_keeps_its_unflushed_rows_in_mlflow(in_tmp, tiny_params, monkeypatch):
+    """Rows wait for the next progress flush (monitor.progress_every 4); a run that dies before
+    it (here a Ctrl-C in epoch 3, no checkpoint) still logs epochs 1-2 as it ends."""
+    run_prepare(tiny_params)
+    tiny_params = _no_monitor(tiny_params)
+    params = dataclasses.replace(tiny_params, variants={"gan": dataclasses.replace(
+        tiny_params.variants["gan"], epochs=3, log_every=1)})
+    monkeypatch.setattr(tr, "save_checkpoint", lambda *_: None)
+    die_after_epochs(tr, monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(params, "gan", echo=lambda *_: None)
+    from ganlab.tracking import runs as tracking
+
+    c, exp_id = tracking.client()
+    (run,) = c.search_runs([exp_id])
+    steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, "d_loss"))
+    per_epoch = len(steps) // 2
+    assert per_epoch > 0 and steps == list(range(1, 2 * per_epoch + 1))

@@ -214,3 +214,34 @@ def test_one_server_per_socket_when_two_start_at_once(tmp_path):
         assert time.monotonic() - t0 < 5 and not Path(path).exists()
     finally:
         os.close(fd)
+
+
+def test_a_server_of_another_protocol_is_not_mistaken_for_this_one(monkeypatch, tmp_path, capsys):
+    """The protocol names the socket (an older launcher's server gets another one); a server
+    that answers with anything but the acknowledgement may have started the command, so the
+    command fails with a message instead of running a second time here."""
+    import socket
+    import threading
+
+    base = warm.socket_path()
+    monkeypatch.setattr(warm, "PROTOCOL", "older")
+    assert warm.socket_path() != base
+    monkeypatch.setattr(warm.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(warm, "_start_server", lambda path: pytest.fail("no server to start"))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(warm.socket_path())
+    listener.listen(4)
+
+    def answer_otherwise():
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)
+        conn.sendall(b"\x00\x00\x00\x04")  # an older server's pid header
+        time.sleep(0.5)
+        conn.close()
+        listener.close()
+
+    t = threading.Thread(target=answer_otherwise)
+    t.start()
+    assert warm.run_warm(["--help"]) == 1
+    t.join(10)
+    assert "answered b'\\x00'" in capsys.readouterr().err

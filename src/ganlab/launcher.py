@@ -60,6 +60,9 @@ PRELOAD = ("numpy", "yaml", "typer", "PIL.Image", "torch", "torch.optim", "torch
            "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
 _HEADER = struct.Struct("!I")
 ACK = b"+"  # the server's first byte on a connection: it took the command (and has not forked)
+# names the socket with the rest: a server started by other launcher code (an older checkout of
+# an editable install) speaks another protocol, so it gets its own socket
+PROTOCOL = "2"
 _LOCK_FD: int | None = None  # the serving server's lock file
 
 
@@ -75,7 +78,7 @@ def wanted(env: dict[str, str] | None = None) -> bool:
 
 def socket_path() -> str:
     """One server per interpreter, import path, installed-package state and import-time env."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"protocol {PROTOCOL}\0".encode())
     # the first entry is the command's own folder (a script's, or the working folder): the
     # child gets the command's whole sys.path, so it does not name the server
     for part in (sys.executable, sys.version, *sys.path[1:]):
@@ -164,8 +167,7 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
         socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
         sock.settimeout(600)  # the server accepts once its imports are done (seconds)
-        if _recv_exact(sock, 1) != ACK:
-            raise ConnectionError("not a warm server's answer")
+        ack = _recv_exact(sock, 1)
     except (OSError, ConnectionError):
         # no server, a stale socket file, or a server that closed (idle) with the command
         # still in its backlog: it acknowledges a command before it forks, so without the
@@ -177,6 +179,10 @@ def run_warm(argv: list[str], entry: str = "ganlab.cli:app") -> int | None:
             pass
         return None
     # From here the server may have forked the command: never run it a second time here.
+    if ack != ACK:
+        print(f"ganlab: error: the warm server at {path} answered {ack!r}, not {ACK!r}; set "
+              f"{ENV}=0 to run commands in their own process", file=sys.stderr)
+        return 1
     try:
         pid = int(_recv(sock))
         sock.settimeout(None)
@@ -333,6 +339,9 @@ def serve(path: str) -> None:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
+        listener.close()
+        os.close(lock)
+        _LOCK_FD = None
         return  # another server answers here
     except OSError:
         pass

@@ -1,4 +1,4 @@
-"""Latent draws shared by stages `train` (per-epoch progress grids) and `sample` (the final
+"""Latent draws shared by stages `train` (progress grids) and `sample` (the final
 grid), kept apart from train.py so that sample's import closure is only what it runs."""
 
 from __future__ import annotations

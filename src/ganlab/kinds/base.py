@@ -154,7 +154,7 @@ class Trainer:
         """The generator used for samples: its moving average when `ema` is on, with batch
         statistics recomputed for the averaged weights.
 
-        `preview` (the per-epoch progress grid) recomputes them from the first
+        `preview` (a progress grid during training) recomputes them from the first
         PREVIEW_BN_BATCHES of the same seeded stream only and leaves the full recomputation
         due, so snapshots and the exported generator are the same as without previews: the
         full one cost 0.1 s an epoch, 10% of an MLP epoch (issue 25)."""

@@ -242,56 +242,66 @@ def _run_train(params: Params, variant: str, data_dir: Path, echo, p: TrainParam
     # flush costs ~75 ms (grid, PNG, MLflow image and metrics), 10% of an MLP epoch (issue 25)
     every = params.monitor.progress_every
     pending: list[dict[str, float]] = []  # rows not yet in MLflow
-    gridded = -1  # the last epoch with a progress grid
 
-    def flush(final: bool) -> None:
-        nonlocal pending, gridded
+    def flush_rows() -> None:
+        nonlocal pending
         tracking.log_metrics(state.run_id, [r for r in pending if r["step"] > logged_upto])
         pending = []
+
+    def flush(final: bool) -> None:
+        flush_rows()
         grid = _eval_grid(trainer, fixed_z, final=final)
         with atomic_path(progress_dir / f"epoch_{state.epoch:03d}.png", suffix=".png") as tmp:
             save_png(grid, tmp, nrow=8)
         tracking.log_image(state.run_id, grid, "progress", step=state.epoch)  # UI steps through it
-        gridded = state.epoch
 
-    while state.epoch < p.epochs:
-        seconds_before = state.train_seconds
-        rows = timed_epoch(trainer, state)
-        _check_finite(variant, rows)
-        if quiet_bar and first_epoch and state.epoch < p.epochs:
-            took = state.train_seconds - seconds_before
-            echo(f"train {variant}: epoch {state.epoch}/{p.epochs} took {took:.1f} s; the other "
-                 f"{p.epochs - state.epoch} should take about {_duration(took * (p.epochs - state.epoch))}")
-        first_epoch = False
-        state.rows.extend(rows)
-        pending.extend(rows)
-        if state.epoch % every == 0 or state.epoch == p.epochs:
-            flush(final=state.epoch == p.epochs)
-        stop = False
-        if monitor is not None and monitor.due(state.epoch, state.epoch == p.epochs):
-            t_check = time.perf_counter()
-            monitor.check(trainer, state.g_step, state.epoch, state.d_step)
-            monitor_s += time.perf_counter() - t_check
-            state.quality_seconds.append([float(state.g_step), round(state.train_seconds, 3)])
-            state.monitor = monitor.state()
-            stop = monitor.should_stop
-            if monitor.early_stop and dist.active:
-                dist.broadcast(stop)  # the other ranks stop at the same epoch (see _follow)
-        if stop:
-            state.stopped_early = True
-            if monitor.best_state is not None:
-                trainer.sampler().load_state_dict(monitor.best_state)
-            echo(f"train {variant}: collapse warning at G step {state.g_step}; stopped early, "
-                 f"keeping the most diverse generator (G step {monitor.detector.best_step})")
-            if gridded != state.epoch:  # the last grid shows the generator kept
-                flush(final=True)
-            break
-        if time.monotonic() - last_ckpt >= CHECKPOINT_EVERY_SECONDS and state.epoch < p.epochs:
-            save_checkpoint(ckpt_path, trainer.state_dict(state, cfg))
-            last_ckpt = time.monotonic()
-        if rows:
-            bar.set_postfix(d_loss=f"{rows[-1]['d_loss']:.3f}", g_loss=f"{rows[-1]['g_loss']:.3f}")
-        bar.update(1)
+    try:
+        while state.epoch < p.epochs:
+            seconds_before = state.train_seconds
+            rows = timed_epoch(trainer, state)
+            pending.extend(rows)  # a diverged epoch's finite values reach MLflow too (below)
+            _check_finite(variant, rows)
+            if quiet_bar and first_epoch and state.epoch < p.epochs:
+                took = state.train_seconds - seconds_before
+                echo(f"train {variant}: epoch {state.epoch}/{p.epochs} took {took:.1f} s; the other "
+                     f"{p.epochs - state.epoch} should take about "
+                     f"{_duration(took * (p.epochs - state.epoch))}")
+            first_epoch = False
+            state.rows.extend(rows)
+            stop = False
+            if monitor is not None and monitor.due(state.epoch, state.epoch == p.epochs):
+                t_check = time.perf_counter()
+                monitor.check(trainer, state.g_step, state.epoch, state.d_step)
+                monitor_s += time.perf_counter() - t_check
+                state.quality_seconds.append([float(state.g_step), round(state.train_seconds, 3)])
+                state.monitor = monitor.state()
+                stop = monitor.should_stop
+                if monitor.early_stop and dist.active:
+                    dist.broadcast(stop)  # the other ranks stop at the same epoch (see _follow)
+            if stop:
+                state.stopped_early = True
+                if monitor.best_state is not None:
+                    trainer.sampler().load_state_dict(monitor.best_state)
+                echo(f"train {variant}: collapse warning at G step {state.g_step}; stopped early, "
+                     f"keeping the most diverse generator (G step {monitor.detector.best_step})")
+                flush(final=True)  # the last grid shows the generator kept
+                break
+            if state.epoch % every == 0 or state.epoch == p.epochs:
+                flush(final=state.epoch == p.epochs)
+            if time.monotonic() - last_ckpt >= CHECKPOINT_EVERY_SECONDS and state.epoch < p.epochs:
+                save_checkpoint(ckpt_path, trainer.state_dict(state, cfg))
+                last_ckpt = time.monotonic()
+            if rows:
+                bar.set_postfix(d_loss=f"{rows[-1]['d_loss']:.3f}", g_loss=f"{rows[-1]['g_loss']:.3f}")
+            bar.update(1)
+    except BaseException:
+        # a failed or interrupted run keeps its curves in MLflow up to the end (the CSV is only
+        # written by a finished run): the rows still waiting for their flush go now
+        try:
+            flush_rows()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
     bar.close()
     # this process's epoch loop: the trainer's epochs, the monitor's checks and the rest
     # (grids, MLflow, checkpoints): bench/run.py --only whole reads the split

@@ -36,7 +36,7 @@ def sample(params: Params, variant: str, g: nn.Module, device: torch.device, out
         chunks.append(to_uint8(g(z.to(device))))
     samples = np.concatenate(chunks)
     write_npz(out / "samples.npz", images=samples)
-    # the same fixed noise as the per-epoch progress grids written during training
+    # the same fixed noise as the progress grids written during training
     z = grid_noise(params, variant, sp.grid * sp.grid, p.latent_dim).to(device)
     save_grid(g(z).cpu(), out / "grid.png", nrow=sp.grid)
     rows = []
