@@ -35,7 +35,6 @@ run.py's child processes), and `--threads` for the tutorial script.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import copy_project, fmt, print_table
+from common import copy_project, fmt, print_table, project_command_env
 
 VARIANT = "gan"
 TUTORIAL = Path(__file__).resolve().parent / "tutorial_gan.py"
@@ -67,17 +66,12 @@ def bench_whole(threads: int, epochs: tuple[int, int] = (1, 9), monitor_off: boo
                 overhead_epochs: int | None = None) -> dict:
     e1, e2 = epochs
     per_epoch_split(e1, 0.0, e2, 1.0)  # refuse a bad pair before any work
-    venv_bin = Path(sys.executable).parent
-    ganlab = str(venv_bin / "ganlab") if (venv_bin / "ganlab").exists() else "ganlab"
     tmp = Path(tempfile.mkdtemp(prefix="ganlab-whole-"))
     try:
         copy_project(tmp)
         n = str(threads)
-        env = dict(os.environ, PYTHONPATH=str(tmp / "src"),
-                   PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-                   OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n)
-        for key in [k for k in env if k.startswith("MLFLOW_")]:
-            env.pop(key)  # the copy's own store, whatever the caller's shell points at
+        ganlab, env = project_command_env(tmp)
+        env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n)
         # a user's Python caches bytecode: the warm-up runs write the copy's, later runs read it
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         base = yaml.safe_load((tmp / "params.yaml").read_text())
