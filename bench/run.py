@@ -50,7 +50,7 @@ from common import (
 
 CHILD_TAG = "BENCH_CHILD_RESULT "
 SECTIONS = ("peak", "train", "eval", "scaling", "pipeline", "toy_ensemble", "ddp", "store",
-            "stages", "step", "whole", "dvc_lock", "stacked", "penalties", "warm")
+            "stages", "step", "whole", "dvc_lock", "stacked", "penalties", "warm", "judge")
 
 
 @dataclass(frozen=True)
@@ -589,6 +589,10 @@ def print_report(res: dict) -> None:
         from penalties import print_penalties
 
         print_penalties(res["penalties"])
+    if res.get("judge"):
+        from judge_batch import print_judge
+
+        print_judge(res["judge"])
     if res.get("warm"):
         from warm_start import print_warm
 
@@ -743,6 +747,10 @@ def main(argv: list[str] | None = None) -> int:
         from penalties import bench_penalties
 
         section("penalties", lambda: bench_penalties(args.quick))
+    if "judge" in sections:
+        from judge_batch import bench_judge
+
+        section("judge", lambda: bench_judge(args.quick))
     if "warm" in sections:
         from warm_start import bench_warm
 

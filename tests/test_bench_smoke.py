@@ -229,3 +229,16 @@ def test_bench_warm_times_each_command_both_ways(tmp_path: Path) -> None:
         assert _positive(r["cold_s"]) and _positive(r["warm_s"]), r
         assert abs(r["ratio"] - r["cold_s"] / r["warm_s"]) < 1e-9
     assert "cold / warm" in stdout
+
+
+def test_bench_judge_times_both_batches_with_the_same_outputs(tmp_path: Path) -> None:
+    from ganlab.nets.judge import JUDGE_BATCH
+
+    res, stdout = _run_bench(tmp_path, "--only", "judge", "--quick")
+    j = res["judge"]
+    assert j["batch"] == JUDGE_BATCH and j["old_batch"] == 1000
+    assert {r["batch"] for r in j["rows"]} >= {JUDGE_BATCH, 1000}
+    for r in j["rows"]:
+        assert _positive(r["seconds"]) and _positive(r["images_s"]), r
+        assert r["identical"], r  # the batch size changes no output bit
+    assert _positive(j["speedup"]) and "bit-identical: True" in stdout

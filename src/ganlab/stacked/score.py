@@ -9,9 +9,7 @@ import torch
 from torch import Tensor
 
 from ganlab.config.stacked import STACK_CHANNELS
-from ganlab.nets.judge import Judge
-
-JUDGE_BATCH = 1024  # channels per judge pass: its first conv holds 32 x 28 x 28 floats each
+from ganlab.nets.judge import JUDGE_BATCH, Judge
 
 
 @torch.no_grad()
