@@ -10,7 +10,7 @@ the D step runs; the sides alternate, median of `reps` timings of `steps` D step
 two sides' losses and D gradients are compared (they agree to float rounding).
 
 Setups, from params.yaml: the default `r3gan` variant (the seed MLP, batch 64) and the
-Stacked MNIST pair's `rpgan_r1r2` (DCGAN G 64 / D 32 on 3 x 28 x 28 stacks, batch 64). No
+Stacked MNIST pair's `rpgan_r1r2` (DCGAN G 64 / D 64 on 3 x 28 x 28 stacks, batch 64). No
 data is read: the batches are random images of the right shapes.
 """
 

@@ -202,6 +202,14 @@ def test_stacked_report_rows_beside_the_quoted_tables():
     assert "*866.6 ± 12.1*" in half and "*866.6" not in quarter
     assert "*1000.0 ± 0.0* | *0.06 ± 0.00* | *quoted: PacGAN Table 2* |" in text
     assert "4,000 prepared training digits" in text and "Floor:" not in text
+    assert "### D as large as G (PacGAN Table 2: its full-size DCGAN; no row of ours" in text
+    # a row with D as large as G sits beside Table 2, and the section no longer says none does
+    rows["gan_r1r2"] = row(1, 1.0, "nonsaturating", [1000, 1000, 998], [0.1, 0.12, 0.14],
+                           r1=0.3, r2=0.3)
+    text = "\n".join(stacked_section(rows, None, 4000))
+    full = text.split("### D as large as G (PacGAN Table 2: its full-size DCGAN)")[1]
+    assert "| **gan_r1r2** | 1 | nonsaturating + R1 0.3 + R2 0.3 | – | 999.3 ± 0.7 |" in full
+    assert "*quoted: PacGAN Table 2* |" in full and "no row of ours" not in text
 
 
 def test_stacked_report_names_a_missing_run(in_tmp, tiny_raw):

@@ -99,17 +99,21 @@ def stacked_section(rows: dict[str, dict], floor: dict | None, n_digits: int) ->
                   f"{floor['true_labels.kl_uniform']:.4f}; a perfect sampler's expected KL "
                   f"{floor['expected_kl_perfect_sampler']:.4f}; the judge agrees with the true "
                   f"label on {100 * floor['judge_channel_agreement']:.2f}% of channels).", ""]
-    for ratio in sorted({float(m["d_ratio"]) for m in rows.values()} | set(PACGAN_TABLE3)):
+    ratios = sorted({float(m["d_ratio"]) for m in rows.values()} | set(PACGAN_TABLE3) | {1.0})
+    for ratio in ratios:
         ours = [(n, m) for n, m in rows.items() if float(m["d_ratio"]) == ratio]
-        quoted = PACGAN_TABLE3.get(ratio, [])
+        if ratio == 1.0:  # Table 2's DCGAN has D as large as G, as R3GAN's nets do
+            quoted, source = PACGAN_TABLE2, "PacGAN Table 2"
+            title = ("### D as large as G (PacGAN Table 2: its full-size DCGAN"
+                     + ("; no row of ours at this size)" if not ours else ")"))
+        else:
+            quoted, source = PACGAN_TABLE3.get(ratio, []), "PacGAN Table 3"
+            title = f"### D at {ratio:g} of G's size"
         if not ours and not quoted:
             continue
-        lines += [f"### D at {ratio:g} of G's size", "", *head]
+        lines += [title, "", *head]
         lines += [_our_row(n, m) for n, m in ours]
-        lines += [_quoted_row(label, mo, kl, "PacGAN Table 3") for label, mo, kl in quoted]
+        lines += [_quoted_row(label, mo, kl, source) for label, mo, kl in quoted]
         lines.append("")
-    lines += ["### PacGAN Table 2 (full-size DCGAN, D as large as G; no row of ours at this size)",
-              "", *head]
-    lines += [_quoted_row(label, mo, kl, "PacGAN Table 2") for label, mo, kl in PACGAN_TABLE2]
-    lines += ["", PACGAN_PROTOCOL.format(n_digits=f"{n_digits:,}"), ""]
+    lines += [PACGAN_PROTOCOL.format(n_digits=f"{n_digits:,}"), ""]
     return lines
