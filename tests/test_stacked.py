@@ -194,7 +194,7 @@ def test_stacked_report_rows_beside_the_quoted_tables():
     quarter = text.split("### D at 0.25 of G's size")[1].split("###")[0]
     half = text.split("### D at 0.5 of G's size")[1].split("###")[0]
     # mean ± standard error (sd / sqrt(3)), the quoted tables' form
-    assert "| **dcgan** | 1 | nonsaturating | – | 20.0 ± 5.8 | 5.20 ± 0.12 | ours, 3 seed(s) |" in quarter
+    assert "| **dcgan** | 1 | nonsaturating | – | 20.0 ± 5.8 | 5.200 ± 0.115 | ours, 3 seed(s) |" in quarter
     assert "| **rpgan_r1r2** | 1 | relativistic + R1 0.3 + R2 0.3 | – | 999.7 ± 0.3 |" in half
     # PacGAN's rows under the matching D size, marked as quoted
     assert ("| *PacDCGAN4* | – | – | – | *667.4 ± 29.0* | *1.81 ± 0.15* | *quoted: PacGAN Table 3* |"

@@ -71,10 +71,11 @@ def _training(m: dict) -> str:
 
 
 def _our_row(name: str, m: dict) -> str:
+    # KL to 3 decimals: rows near the floor differ in the third (the quoted tables give 2)
     n = int(m["n_seeds"])
     return (f"| **{name}** | {m['pack']} | {_recipe(m)} | {_training(m)} | "
             f"{_pm(m['modes_mean'], _se(m['modes_sd'], n), '{:.1f}')} | "
-            f"{_pm(m['kl_mean'], _se(m['kl_sd'], n), '{:.2f}')} | ours, {n} seed(s) |")
+            f"{_pm(m['kl_mean'], _se(m['kl_sd'], n), '{:.3f}')} | ours, {n} seed(s) |")
 
 
 def _quoted_row(label: str, modes: tuple[float, float], kl: tuple[float, float], source: str) -> str:
