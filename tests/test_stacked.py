@@ -210,6 +210,9 @@ def test_stacked_report_rows_beside_the_quoted_tables():
     full = text.split("### D as large as G (PacGAN Table 2: its full-size DCGAN)")[1]
     assert "| **gan_r1r2** | 1 | nonsaturating + R1 0.3 + R2 0.3 | – | 999.3 ± 0.7 |" in full
     assert "*quoted: PacGAN Table 2* |" in full and "no row of ours" not in text
+    # R3GAN's ablation beside the pair, marked as quoted and as unchecked
+    assert "| *GAN + R1 + R2 (R3GAN's ablation)* | – | – | – | *693.0* | *0.927* | *quoted: R3GAN" in full
+    assert "*0.078*" in full and "not checked against the paper" in full
 
 
 def test_stacked_report_names_a_missing_run(in_tmp, tiny_raw):
