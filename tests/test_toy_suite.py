@@ -214,6 +214,8 @@ def test_report_section_shows_ours_beside_the_quoted_rows(in_tmp, tiny_params) -
     else:  # one seed: no interval, and no interval line
         assert "modes_ci95" not in scores and "95% Student-t" not in text
     assert "quoted" in text and "GDPP" in text and "grid25" not in text.split("Quoted rows")[0]
+    assert ("| *WGAN-GP (GDPP's row)* | *6.8* | *59.6* | – | – | – | *quoted: GDPP Table 1, as issue "
+            "22 gives it (not checked against the paper)* |") in text
     assert f"Rates: each variant's × {cfg.lr_scale:g}, D's × {cfg.d_lr_ratio:g}" in text
     assert "each variant's own Adam β" in text  # TINY sets no toy.betas
     with_betas = toy_section(dataclasses.replace(params, toy=dataclasses.replace(cfg, betas=(0.0, 0.9))),
