@@ -4,7 +4,7 @@
 The judge scores every image the lab evaluates: the evaluate, quality and floor stages
 (`JudgeExtractor`: features and softmax) and Stacked MNIST (`channel_labels`: 78,000 channels
 per 26,000 stacks). Both sides run the same judge net with random weights (the bench reads no
-trained file; the trained judge, whose activations are sparser, gained more: 2.2x at 1 thread
+trained file; the trained judge gained more, for reasons not measured: 2.2x at 1 thread
 and 2.4x at 2 in a probe) over the same random images, alternating, the median of `reps`
 passes each; the outputs are compared bit for bit. A few other batch sizes show where the curve is
 flat.
