@@ -47,7 +47,8 @@ def bench_judge(quick: bool = False) -> dict:
     rows = []
     for b in sizes:
         s = statistics.median(times[b])
-        rows.append({"batch": b, "seconds": s, "images_s": n / s,
+        diff = max(float((outs[b][k] - ref[k]).abs().max()) for k in (0, 1))
+        rows.append({"batch": b, "seconds": s, "images_s": n / s, "max_abs_diff": diff,
                      "identical": bool(torch.equal(outs[b][0], ref[0]) and torch.equal(outs[b][1], ref[1]))})
     by = {r["batch"]: r for r in rows}
     return {"n_images": n, "reps": reps, "threads": torch.get_num_threads(), "batch": JUDGE_BATCH,

@@ -240,5 +240,7 @@ def test_bench_judge_times_both_batches_with_the_same_outputs(tmp_path: Path) ->
     assert {r["batch"] for r in j["rows"]} >= {JUDGE_BATCH, 1000}
     for r in j["rows"]:
         assert _positive(r["seconds"]) and _positive(r["images_s"]), r
-        assert r["identical"], r  # the batch size changes no output bit
-    assert _positive(j["speedup"]) and "bit-identical: True" in stdout
+        # the batch size changes no output beyond float rounding (bit-identical on the machines
+        # measured so far, which the section reports, but torch does not promise it)
+        assert r["max_abs_diff"] <= 1e-5, r
+    assert _positive(j["speedup"]) and "bit-identical:" in stdout

@@ -12,10 +12,10 @@ from torch import Tensor, nn
 from ganlab.runtime.paths import JUDGE_PATH
 from ganlab.util import GanlabError
 
-# Images per judge pass. At 128 the first conv's output (32 x 28 x 28 floats an image, 12.8 MB
-# a pass) stays near the caches; at 1,000 it is 100 MB, and a pass on the CPU ran 1.5-1.6x
-# slower (bench/run.py --only judge, random weights) and 2.1-2.4x (the trained judge), with
-# the same outputs bit for bit.
+# Images per judge pass. At 1,000 a pass on the CPU ran 1.5-1.6x slower than at 128
+# (bench/run.py --only judge, random weights) and 2.2-2.4x (a probe with the trained judge),
+# with the same outputs bit for bit on this machine. (The first conv's output is 12.8 MB a
+# pass at 128 and 100 MB at 1,000; cache effects were not measured.)
 JUDGE_BATCH = 128
 
 

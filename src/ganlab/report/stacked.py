@@ -45,8 +45,8 @@ PACGAN_PROTOCOL = (
     "to uniform. Budgets: PacGAN's rows share one setting; R3GAN's pair has its own net "
     "width, rate and G steps (the budget column), the same for both of its rows. "
     "R3GAN's ablation rows (Huang et al. 2024) are quoted as issue 22 gives them: the "
-    "paper's table could not be reached here to check them. Its nets (R3GAN's own G and "
-    "D) and its training budget are far larger than ours.")
+    "paper's table could not be reached here to check them, nor its protocol (R3GAN's own "
+    "nets and training budget).")
 
 
 def _pm(mean: float, se: float, fmt: str) -> str:

@@ -14,7 +14,8 @@ channels), `batch_size` counts packs (each D step sees batch_size x m real and a
 stacks), and G's batch norm sees all batch_size x m samples. m = 1 is the plain DCGAN.
 
 Nets: PacGAN Table 3's small DCGAN shape (ganlab.nets.dcgan at 28x28): G of base width w
-(2w channels at 7x7, w at 14x14, 3 out), D of width round(w x d_ratio) (1/4 or 1/2 of G's).
+(2w channels at 7x7, w at 14x14, 3 out), D of width round(w x d_ratio) (1/4 or 1/2 of G's as
+in PacGAN; 1, as large as G, for R3GAN's pair).
 """
 
 from __future__ import annotations
